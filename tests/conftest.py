@@ -17,3 +17,63 @@ def run_python(*args: str, cwd: Path = REPO, timeout: float = 300, **kwargs):
 @pytest.fixture
 def python():
     return run_python
+
+
+def rle(mask):
+    """Compressed RLE of a (H, W) bool mask, json-ready (str counts)."""
+    import numpy as np
+    import pycocotools.mask as mask_util
+
+    out = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
+    out["counts"] = out["counts"].decode("ascii")
+    return out
+
+
+def write_video_dataset(
+    root: Path, videos: list[dict], *, with_annotations: bool = True, categories=("a", "b")
+) -> Path:
+    """Write a YouTube-VIS dataset: ``videos`` = [{"frames": [HxWx3 uint8], "tracks":
+    [{"category_id", "masks": [HxW bool or None per frame]}]}]; returns the json path.
+    Images go to root/JPEGImages/<video>/<t>.png (lossless, so pixels can be compared)."""
+    import json
+
+    import cv2
+    import pycocotools.mask as mask_util
+
+    data = {
+        "videos": [],
+        "annotations": [] if with_annotations else None,
+        "categories": [{"id": i + 1, "name": n} for i, n in enumerate(categories)],
+    }
+    ann_id = 0
+    for vid, video in enumerate(videos, start=1):
+        names = []
+        for t, frame in enumerate(video["frames"]):
+            name = f"v{vid}/{t:05d}.png"
+            (root / "JPEGImages" / f"v{vid}").mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(root / "JPEGImages" / name), frame)
+            names.append(name)
+        h, w = video["frames"][0].shape[:2]
+        data["videos"].append(
+            {"id": vid, "file_names": names, "height": h, "width": w, "length": len(names)}
+        )
+        for track in video.get("tracks", []) if with_annotations else []:
+            ann_id += 1
+            segs = [rle(m) if m is not None else None for m in track["masks"]]
+            data["annotations"].append(
+                {
+                    "id": ann_id,
+                    "video_id": vid,
+                    "category_id": track["category_id"],
+                    "iscrowd": 0,
+                    "segmentations": segs,
+                    "areas": [float(mask_util.area(s)) if s else None for s in segs],
+                    "bboxes": [mask_util.toBbox(s).tolist() if s else None for s in segs],
+                    "height": h,
+                    "width": w,
+                    "length": len(names),
+                }
+            )
+    path = root / "data.json"
+    path.write_text(json.dumps(data))
+    return path

@@ -1,0 +1,194 @@
+"""Video dataset mappers: a training frame pair (key + reference), a lazily decoded test video."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+
+__all__ = ["YTVISDatasetMapper", "YTVISTestMapper", "VideoFrames", "sample_reference_frame"]
+
+logger = logging.getLogger(__name__)
+
+
+def sample_reference_frame(
+    key: int, length: int, frame_range: int, rng: np.random.Generator
+) -> int:
+    """A frame index uniform over [key - R, key + R] minus key within [0, length); key if none."""
+    candidates = [
+        t for t in range(key - frame_range, key + frame_range + 1) if t != key and 0 <= t < length
+    ]
+    return int(rng.choice(candidates)) if candidates else key
+
+
+def _read_frame(video: dict, idx: int, image_format: str) -> np.ndarray:
+    path = video["file_names"][idx]
+    try:
+        image = utils.read_image(path, format=image_format)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(
+            f"video {video['video_id']}: frame {idx} file {path} does not exist"
+        ) from e
+    except OSError as e:
+        raise OSError(
+            f"video {video['video_id']}: frame {idx} file {path} cannot be decoded ({e})"
+        ) from e
+    expected = (video["height"], video["width"])
+    if image.shape[:2] != expected:
+        raise ValueError(
+            f"video {video['video_id']}: frame {idx} file {path} is "
+            f"{image.shape[1]}x{image.shape[0]}, the json says {expected[1]}x{expected[0]}"
+        )
+    return image
+
+
+def _to_tensor(image: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+
+
+class YTVISDatasetMapper:
+    """Training: a per-video dict → one key frame and one reference frame of that video.
+
+    The key frame t is uniform over the video, the reference uniform over [t-R, t+R] \\ {t}
+    (``INPUT.REF_FRAME_RANGE``; t itself when the video has one frame). Both frames get the
+    **same** augmentation. Returns ``image``/``ref_image`` ((C, H, W) uint8 tensors in
+    ``INPUT.FORMAT``) and ``instances``/``ref_instances`` with ``gt_boxes``,
+    ``gt_classes``, ``gt_masks`` (BitMasks) and ``gt_ids`` (the json's instance ids), plus
+    ``frame_idx``/``ref_frame_idx``, ``video_id``, ``height``, ``width``, ``file_name``.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        augmentations: list[T.Augmentation | T.Transform],
+        image_format: str,
+        ref_frame_range: int,
+        seed: int | None = None,
+    ):
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+        self.ref_frame_range = ref_frame_range
+        # None: a fresh, per-worker stream (detectron2 seeds each worker's RNGs)
+        self._seed = seed
+        self._rng = None
+        logger.info(
+            f"[YTVISDatasetMapper] augmentations: {augmentations}, "
+            f"reference frames within ±{ref_frame_range}"
+        )
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
+        return {
+            "augmentations": utils.build_augmentation(cfg, is_train),
+            "image_format": cfg.INPUT.FORMAT,
+            "ref_frame_range": cfg.INPUT.REF_FRAME_RANGE,
+        }
+
+    @property
+    def rng(self) -> np.random.Generator:
+        if self._rng is None:
+            seed = self._seed if self._seed is not None else np.random.randint(2**31)
+            self._rng = np.random.default_rng(seed)
+        return self._rng
+
+    def _frame(self, video: dict, idx: int, image: np.ndarray, transforms: T.TransformList):
+        image = transforms.apply_image(image)
+        size = image.shape[:2]
+        annos = [
+            utils.transform_instance_annotations(copy.deepcopy(obj), transforms, size)
+            for obj in video["annotations"][idx]
+            if obj.get("iscrowd", 0) == 0
+        ]
+        instances = utils.annotations_to_instances(annos, size, mask_format="bitmask")
+        instances.gt_ids = torch.tensor([obj["id"] for obj in annos], dtype=torch.int64)
+        return _to_tensor(image), utils.filter_empty_instances(instances)
+
+    def __call__(self, video: dict) -> dict:
+        if "annotations" not in video:
+            raise ValueError(
+                f"video {video['video_id']} has no annotations; it cannot be trained on"
+            )
+        length = video["length"]
+        key = int(self.rng.integers(length))
+        ref = sample_reference_frame(key, length, self.ref_frame_range, self.rng)
+        key_image = _read_frame(video, key, self.image_format)
+        aug_input = T.AugInput(key_image)
+        transforms = self.augmentations(aug_input)  # decided once, applied to both frames
+        image, instances = self._frame(video, key, key_image, transforms)
+        ref_image, ref_instances = self._frame(
+            video, ref, _read_frame(video, ref, self.image_format), transforms
+        )
+        return {
+            "video_id": video["video_id"],
+            "height": video["height"],
+            "width": video["width"],
+            "file_name": video["file_names"][key],
+            "frame_idx": key,
+            "ref_frame_idx": ref,
+            "image": image,
+            "instances": instances,
+            "ref_image": ref_image,
+            "ref_instances": ref_instances,
+        }
+
+
+class VideoFrames(Sequence):
+    """The frames of one video, decoded and resized only when indexed or iterated.
+
+    Item t: ``{"image": (C, H', W') tensor, "height", "width", "frame_idx": t, "is_first": t == 0,
+    "file_name"}`` where (height, width) is the original size, for ``detector_postprocess``.
+    """
+
+    def __init__(self, video: dict, augmentations: T.AugmentationList, image_format: str):
+        self.video = {k: video[k] for k in ("video_id", "file_names", "height", "width", "length")}
+        self.augmentations = augmentations
+        self.image_format = image_format
+
+    def __len__(self) -> int:
+        return self.video["length"]
+
+    def __getitem__(self, idx: int) -> dict:
+        if not 0 <= idx < len(self):
+            raise IndexError(idx)
+        image = _read_frame(self.video, idx, self.image_format)
+        image = self.augmentations(T.AugInput(image)).apply_image(image)
+        return {
+            "image": _to_tensor(image),
+            "height": self.video["height"],
+            "width": self.video["width"],
+            "frame_idx": idx,
+            "is_first": idx == 0,
+            "file_name": self.video["file_names"][idx],
+        }
+
+
+class YTVISTestMapper:
+    """Test: a per-video dict → the video's fields plus ``frames``, a :class:`VideoFrames`.
+
+    Nothing is decoded here, so a long video never sits in memory as a whole: the model reads
+    ``frames`` one at a time.
+    """
+
+    @configurable
+    def __init__(self, *, augmentations: list[T.Augmentation | T.Transform], image_format: str):
+        self.augmentations = T.AugmentationList(augmentations)
+        self.image_format = image_format
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        return {
+            "augmentations": utils.build_augmentation(cfg, is_train=False),
+            "image_format": cfg.INPUT.FORMAT,
+        }
+
+    def __call__(self, video: dict) -> dict:
+        out = {k: video[k] for k in ("video_id", "file_names", "height", "width", "length")}
+        out["frames"] = VideoFrames(video, self.augmentations, self.image_format)
+        return out
