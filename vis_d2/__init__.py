@@ -4,7 +4,7 @@ Importing the package registers its parts (backbones, meta-architectures, data s
 detectron2's registries and catalogs.
 """
 
-from . import data  # noqa: F401  registers the builtin data sets
+from . import data, modeling  # noqa: F401  register data sets, backbones and models
 from .config import add_vis_config
 
 __version__ = "0.1.0"

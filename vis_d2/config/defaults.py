@@ -1,13 +1,85 @@
 """Config keys shared by all vis_d2 methods; each method adds its own in ``add_<method>_config``."""
 
-from detectron2.config import CfgNode
+from detectron2.config import CfgNode as CN
 
 
-def add_vis_config(cfg: CfgNode) -> CfgNode:
-    """Add the video keys to a detectron2 config in place (and return it). Idempotent.
+def add_fcos_config(cfg: CN) -> CN:
+    """``MODEL.FCOS.*``: the FCOS detector every vis_d2 method builds on (AdelaiDet defaults)."""
+    cfg.MODEL.FCOS = CN()
+    _C = cfg.MODEL.FCOS
+    _C.NUM_CLASSES = 40
+    _C.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    _C.FPN_STRIDES = [8, 16, 32, 64, 128]
+    # P3 [-1, 64], P4 [64, 128], ... P7 [512, inf] (pixels of the network input; bounds inclusive)
+    _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
+    _C.TOP_LEVELS = 2
+    _C.PRIOR_PROB = 0.01
+    _C.NORM = "GN"  # GN, BN (one per level) or "" in the towers
+    _C.NUM_CLS_CONVS = 4
+    _C.NUM_BOX_CONVS = 4
+    _C.NUM_SHARE_CONVS = 0
+    _C.USE_SCALE = True
+    _C.CENTER_SAMPLE = True
+    _C.POS_RADIUS = 1.5  # in strides
+    _C.LOC_LOSS_TYPE = "giou"  # iou | linear_iou | giou | log_giou
+    _C.LOSS_ALPHA = 0.25
+    _C.LOSS_GAMMA = 2.0
+    _C.LOSS_WEIGHT_CLS = 1.0
+    _C.THRESH_WITH_CTR = False
+    _C.INFERENCE_TH_TRAIN = 0.05
+    _C.INFERENCE_TH_TEST = 0.05
+    _C.PRE_NMS_TOPK_TRAIN = 1000
+    _C.PRE_NMS_TOPK_TEST = 1000
+    _C.POST_NMS_TOPK_TRAIN = 100
+    _C.POST_NMS_TOPK_TEST = 100
+    _C.NMS_TH = 0.6
+    return cfg
+
+
+def add_vis_config(cfg: CN) -> CN:
+    """Add the video keys and the shared FCOS keys to a detectron2 config in place (and return it).
 
     ``INPUT.REF_FRAME_RANGE``: a training sample pairs a key frame t with a reference frame drawn
     from [t - R, t + R] of the same video (frames, not seconds).
     """
     cfg.INPUT.REF_FRAME_RANGE = 2
+    add_fcos_config(cfg)
+    return cfg
+
+
+def add_sgnet_config(cfg: CN) -> CN:
+    """``MODEL.SGNET.*`` (SPEC C.5) plus the shared keys; sets the SG-Net defaults that differ
+    from plain FCOS (log-GIoU box loss)."""
+    add_vis_config(cfg)
+    cfg.MODEL.FCOS.LOC_LOSS_TYPE = "log_giou"
+    cfg.MODEL.SGNET = CN()
+    _C = cfg.MODEL.SGNET
+    # base mask module: P3-P5 resized to P3, concatenated, 2 convs, 1x1 to OUT_CHANNELS, x4 up
+    _C.BASE = CN()
+    _C.BASE.IN_FEATURES = ["p3", "p4", "p5"]
+    _C.BASE.CONVS_DIM = 128
+    _C.BASE.NUM_CONVS = 2
+    _C.BASE.OUT_CHANNELS = 36
+    _C.BASE.UPSAMPLE = 4  # P3 (stride 8) -> stride 2
+    _C.BASE.NORM = ""
+    # spatial attention module: per-location coefficients for a MASTER_GRID x MASTER_GRID grid
+    _C.SAM = CN()
+    _C.SAM.CONVS_DIM = 256
+    _C.SAM.MASTER_GRID = 6
+    _C.SAM.MAX_DIV = 6  # r = min(MAX_DIV, ceil(side / UNIT))
+    _C.SAM.UNIT = 50.0  # pixels of the network input
+    _C.BLENDER = "subregion"  # subregion | sum_sigmoid
+    _C.MASK_BOX = "pred"  # pred | gt: the box that sets the grid and crop in training
+    _C.MAX_MASK_POS_PER_IMAGE = 100
+    _C.MASK_LOSS_WEIGHT = 1.0
+    _C.TRACK = CN()
+    _C.TRACK.ON = True
+    _C.TRACK.NUM_CONVS = 1
+    _C.TRACK.LOSS_WEIGHT = 1.0
+    _C.TRACK.MAX_AGE = 1  # frames a lost track can still be matched
+    _C.TRACK.SAME_CLASS = False
+    _C.TEST = CN()
+    _C.TEST.MAX_DETS_PER_FRAME = 10
+    _C.TEST.NMS_TH = 0.5
+    _C.TEST.MASK_THRESH = 0.5
     return cfg

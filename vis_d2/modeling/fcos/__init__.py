@@ -1,0 +1,29 @@
+from .fcos import FCOS, FCOSOutputs, fcos_inference, flatten_levels
+from .head import FCOSHead, Scale, build_tower
+from .losses import box_loss, fcos_losses, ltrb_iou_giou, reduce_mean
+from .targets import (
+    FCOSTargets,
+    assign_targets,
+    centerness_targets,
+    compute_locations,
+    level_size_ranges,
+)
+
+__all__ = [
+    "FCOS",
+    "FCOSHead",
+    "FCOSOutputs",
+    "FCOSTargets",
+    "Scale",
+    "assign_targets",
+    "box_loss",
+    "build_tower",
+    "centerness_targets",
+    "compute_locations",
+    "fcos_inference",
+    "fcos_losses",
+    "flatten_levels",
+    "level_size_ranges",
+    "ltrb_iou_giou",
+    "reduce_mean",
+]

@@ -1,0 +1,233 @@
+"""FCOS on FPN levels: head, target assignment, losses and inference as one module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import ShapeSpec, batched_nms
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
+
+from .head import FCOSHead
+from .losses import LOC_LOSS_TYPES, fcos_losses
+from .targets import FCOSTargets, assign_targets, compute_locations, level_size_ranges
+
+__all__ = ["FCOS", "FCOSOutputs", "flatten_levels", "fcos_inference"]
+
+
+def flatten_levels(maps: list[torch.Tensor]) -> torch.Tensor:
+    """Per-level (N, C, H_l, W_l) maps → (L, C) rows in level-first order (level, image, y, x),
+    the order of :class:`FCOSTargets`."""
+    return torch.cat([m.permute(0, 2, 3, 1).reshape(-1, m.shape[1]) for m in maps])
+
+
+@dataclass
+class FCOSOutputs:
+    """What FCOS hands to the heads built on it.
+
+    head: per-level head outputs (``logits``, ``reg``, ``ctr``, ``bbox_towers``);
+    locations: per-level (H_l·W_l, 2) cell centres in input pixels; strides: per level;
+    targets: the training assignment (None at inference).
+    """
+
+    head: dict[str, list[torch.Tensor]]
+    locations: list[torch.Tensor]
+    strides: list[int]
+    targets: FCOSTargets | None
+
+
+def fcos_inference(
+    head: dict[str, list[torch.Tensor]],
+    locations: list[torch.Tensor],
+    strides: list[int],
+    image_sizes: list[tuple[int, int]],
+    *,
+    score_thresh: float,
+    pre_nms_topk: int,
+    post_nms_topk: int,
+    nms_thresh: float,
+    thresh_with_ctr: bool,
+) -> list[Instances]:
+    """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
+    (sqrt(cls·ctr)), ``pred_classes``, and where they came from: ``fpn_levels``, ``locations``
+    (x, y) and ``loc_inds`` (index of the cell in its level's H_l·W_l map)."""
+    results = []
+    for i, image_size in enumerate(image_sizes):
+        per_level = []
+        for level, (loc, stride) in enumerate(zip(locations, strides, strict=True)):
+            num_classes = head["logits"][level].shape[1]
+            cls = head["logits"][level][i].permute(1, 2, 0).reshape(-1, num_classes).sigmoid()
+            ctr = head["ctr"][level][i].reshape(-1).sigmoid()
+            reg = head["reg"][level][i].permute(1, 2, 0).reshape(-1, 4)
+            if thresh_with_ctr:
+                cls = cls * ctr[:, None]
+            candidates = cls > score_thresh
+            if not thresh_with_ctr:
+                cls = cls * ctr[:, None]
+            scores = cls[candidates]
+            keep = scores.topk(min(pre_nms_topk, len(scores))).indices
+            loc_ind, label = candidates.nonzero(as_tuple=True)
+            loc_ind, label, scores = loc_ind[keep], label[keep], scores[keep]
+            xy, ltrb = loc[loc_ind], reg[loc_ind] * stride
+            boxes = torch.cat((xy - ltrb[:, :2], xy + ltrb[:, 2:]), dim=1)
+            per_level.append(
+                (boxes, scores.sqrt(), label, loc_ind, xy, torch.full_like(label, level))
+            )
+        merged = (torch.cat(x) for x in zip(*per_level, strict=True))
+        boxes, scores, labels, loc_inds, xys, levels = merged
+        keep = batched_nms(boxes, scores, labels, nms_thresh)[:post_nms_topk]
+        inst = Instances(image_size)
+        inst.pred_boxes = Boxes(boxes[keep])
+        inst.pred_boxes.clip(image_size)
+        inst.scores = scores[keep]
+        inst.pred_classes = labels[keep]
+        inst.fpn_levels = levels[keep]
+        inst.locations = xys[keep]
+        inst.loc_inds = loc_inds[keep]
+        results.append(inst)
+    return results
+
+
+class FCOS(nn.Module):
+    """FCOS (AdelaiDet behaviour) over ``in_features`` of a backbone.
+
+    ``forward(images, features, gt_instances)`` returns ``(detections, losses, outputs)``:
+    detections per image at inference (None in training unless ``detect_in_training``), the
+    loss dict in training (``loss_fcos_cls``, ``loss_fcos_loc``, ``loss_fcos_ctr``), and the
+    :class:`FCOSOutputs` the mask/track heads read.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_features: list[str],
+        strides: list[int],
+        head: FCOSHead,
+        num_classes: int,
+        sizes_of_interest: list[float],
+        center_sample: bool = True,
+        pos_radius: float = 1.5,
+        loc_loss_type: str = "giou",
+        focal_alpha: float = 0.25,
+        focal_gamma: float = 2.0,
+        cls_weight: float = 1.0,
+        thresh_with_ctr: bool = False,
+        score_thresh: tuple[float, float] = (0.05, 0.05),
+        pre_nms_topk: tuple[int, int] = (1000, 1000),
+        post_nms_topk: tuple[int, int] = (100, 100),
+        nms_thresh: float = 0.6,
+    ):
+        super().__init__()
+        if loc_loss_type not in LOC_LOSS_TYPES:
+            raise ValueError(f"unknown box loss '{loc_loss_type}'; choose one of {LOC_LOSS_TYPES}")
+        size_ranges = level_size_ranges(sizes_of_interest)
+        if not len(in_features) == len(strides) == len(size_ranges):
+            raise ValueError(
+                f"{len(in_features)} features, {len(strides)} strides and "
+                f"{len(size_ranges)} size ranges must agree"
+            )
+        self.in_features = in_features
+        self.strides = strides
+        self.head = head
+        self.num_classes = num_classes
+        self.size_ranges = size_ranges
+        self.center_sample = center_sample
+        self.pos_radius = pos_radius
+        self.loc_loss_type = loc_loss_type
+        self.focal_alpha = focal_alpha
+        self.focal_gamma = focal_gamma
+        self.cls_weight = cls_weight
+        self.thresh_with_ctr = thresh_with_ctr
+        # (train, test) values of the inference parameters
+        self.score_thresh = score_thresh
+        self.pre_nms_topk = pre_nms_topk
+        self.post_nms_topk = post_nms_topk
+        self.nms_thresh = nms_thresh
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
+        fcos = cfg.MODEL.FCOS
+        shapes = [input_shape[f] for f in fcos.IN_FEATURES]
+        strides = [s.stride for s in shapes]
+        if strides != list(fcos.FPN_STRIDES):
+            raise ValueError(
+                f"MODEL.FCOS.FPN_STRIDES {list(fcos.FPN_STRIDES)} differ from the "
+                f"backbone's strides {strides} for {list(fcos.IN_FEATURES)}"
+            )
+        return {
+            "in_features": list(fcos.IN_FEATURES),
+            "strides": strides,
+            "head": FCOSHead(cfg, shapes),
+            "num_classes": fcos.NUM_CLASSES,
+            "sizes_of_interest": list(fcos.SIZES_OF_INTEREST),
+            "center_sample": fcos.CENTER_SAMPLE,
+            "pos_radius": fcos.POS_RADIUS,
+            "loc_loss_type": fcos.LOC_LOSS_TYPE,
+            "focal_alpha": fcos.LOSS_ALPHA,
+            "focal_gamma": fcos.LOSS_GAMMA,
+            "cls_weight": fcos.LOSS_WEIGHT_CLS,
+            "thresh_with_ctr": fcos.THRESH_WITH_CTR,
+            "score_thresh": (fcos.INFERENCE_TH_TRAIN, fcos.INFERENCE_TH_TEST),
+            "pre_nms_topk": (fcos.PRE_NMS_TOPK_TRAIN, fcos.PRE_NMS_TOPK_TEST),
+            "post_nms_topk": (fcos.POST_NMS_TOPK_TRAIN, fcos.POST_NMS_TOPK_TEST),
+            "nms_thresh": fcos.NMS_TH,
+        }
+
+    def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [
+            compute_locations(f.shape[-2], f.shape[-1], s, f.device)
+            for f, s in zip(features, self.strides, strict=True)
+        ]
+
+    def forward(
+        self,
+        images: ImageList,
+        features: dict[str, torch.Tensor],
+        gt_instances: list[Instances] | None = None,
+        detect_in_training: bool = False,
+    ) -> tuple[list[Instances] | None, dict[str, torch.Tensor], FCOSOutputs]:
+        feats = [features[f] for f in self.in_features]
+        head = self.head(feats)
+        locations = self.locations(feats)
+        losses: dict[str, torch.Tensor] = {}
+        targets = None
+        if self.training:
+            targets = assign_targets(
+                locations,
+                self.strides,
+                self.size_ranges,
+                gt_instances,
+                self.num_classes,
+                self.center_sample,
+                self.pos_radius,
+            )
+            losses = fcos_losses(
+                flatten_levels(head["logits"]),
+                flatten_levels(head["reg"]),
+                flatten_levels(head["ctr"]).squeeze(1),
+                targets,
+                self.num_classes,
+                loc_loss_type=self.loc_loss_type,
+                focal_alpha=self.focal_alpha,
+                focal_gamma=self.focal_gamma,
+                cls_weight=self.cls_weight,
+            )
+        detections = None
+        if not self.training or detect_in_training:
+            phase = 0 if self.training else 1
+            with torch.no_grad():
+                detections = fcos_inference(
+                    {k: [t.detach() for t in v] for k, v in head.items()},
+                    locations,
+                    self.strides,
+                    images.image_sizes,
+                    score_thresh=self.score_thresh[phase],
+                    pre_nms_topk=self.pre_nms_topk[phase],
+                    post_nms_topk=self.post_nms_topk[phase],
+                    nms_thresh=self.nms_thresh,
+                    thresh_with_ctr=self.thresh_with_ctr,
+                )
+        return detections, losses, FCOSOutputs(head, locations, self.strides, targets)

@@ -1,0 +1,104 @@
+"""The FCOS head: shared cls/box towers over all levels, centerness on the box tower."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.layers import ShapeSpec, get_norm
+from torch import nn
+
+__all__ = ["Scale", "FCOSHead", "build_tower"]
+
+
+class Scale(nn.Module):
+    """A learnable scalar multiplier (one per FPN level)."""
+
+    def __init__(self, init: float = 1.0):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(float(init)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale
+
+
+def build_tower(in_channels: int, out_channels: int, num_convs: int, norm: str) -> nn.Sequential:
+    """``num_convs`` × (3×3 conv with bias, norm, ReLU); norm "GN" is GroupNorm(32, C), "" none."""
+    if norm not in ("GN", ""):
+        raise ValueError(f"tower norm '{norm}' is not supported; use 'GN' or ''")
+    layers: list[nn.Module] = []
+    for i in range(num_convs):
+        layers.append(
+            nn.Conv2d(in_channels if i == 0 else out_channels, out_channels, 3, padding=1)
+        )
+        if norm:
+            layers.append(get_norm(norm, out_channels))
+        layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class FCOSHead(nn.Module):
+    """Per level l, from an (N, C, H_l, W_l) feature: class logits (N, K, H_l, W_l), ltrb
+    regression (N, 4, H_l, W_l) ≥ 0 in units of the level's stride, centerness logits
+    (N, 1, H_l, W_l), and the box tower output (N, C, H_l, W_l) that other heads reuse."""
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        in_channels: int,
+        num_levels: int,
+        num_classes: int,
+        num_cls_convs: int = 4,
+        num_box_convs: int = 4,
+        num_share_convs: int = 0,
+        norm: str = "GN",
+        prior_prob: float = 0.01,
+        use_scale: bool = True,
+    ):
+        super().__init__()
+        self.share_tower = build_tower(in_channels, in_channels, num_share_convs, norm)
+        self.cls_tower = build_tower(in_channels, in_channels, num_cls_convs, norm)
+        self.bbox_tower = build_tower(in_channels, in_channels, num_box_convs, norm)
+        self.cls_logits = nn.Conv2d(in_channels, num_classes, 3, padding=1)
+        self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.ctrness = nn.Conv2d(in_channels, 1, 3, padding=1)
+        self.scales = nn.ModuleList(Scale() for _ in range(num_levels)) if use_scale else None
+        for module in self.modules():
+            if isinstance(module, nn.Conv2d):
+                nn.init.normal_(module.weight, std=0.01)
+                nn.init.constant_(module.bias, 0)
+        nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, input_shape: list[ShapeSpec]) -> dict:
+        channels = {s.channels for s in input_shape}
+        if len(channels) != 1:
+            raise ValueError(f"FCOS needs the same channel count on every level, got {channels}")
+        fcos = cfg.MODEL.FCOS
+        return {
+            "in_channels": channels.pop(),
+            "num_levels": len(input_shape),
+            "num_classes": fcos.NUM_CLASSES,
+            "num_cls_convs": fcos.NUM_CLS_CONVS,
+            "num_box_convs": fcos.NUM_BOX_CONVS,
+            "num_share_convs": fcos.NUM_SHARE_CONVS,
+            "norm": fcos.NORM,
+            "prior_prob": fcos.PRIOR_PROB,
+            "use_scale": fcos.USE_SCALE,
+        }
+
+    def forward(self, features: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        out: dict[str, list[torch.Tensor]] = {"logits": [], "reg": [], "ctr": [], "bbox_towers": []}
+        for level, feature in enumerate(features):
+            feature = self.share_tower(feature)
+            bbox_tower = self.bbox_tower(feature)
+            reg = self.bbox_pred(bbox_tower)
+            if self.scales is not None:
+                reg = self.scales[level](reg)
+            out["logits"].append(self.cls_logits(self.cls_tower(feature)))
+            out["reg"].append(torch.relu(reg))
+            out["ctr"].append(self.ctrness(bbox_tower))
+            out["bbox_towers"].append(bbox_tower)
+        return out
