@@ -120,6 +120,7 @@ def test_gt_indices_are_global_across_images():
     assert by_image == {0: {0}, 1: {1, 2}}
     # level-first order: image 0's 256 locations then image 1's
     assert t.im_inds[:256].eq(0).all() and t.im_inds[256:].eq(1).all()
+    assert t.loc_inds.tolist() == list(range(256)) * 2
 
 
 def test_iou_giou_from_ltrb_and_losses():

@@ -43,15 +43,19 @@ def add_vis_config(cfg: CN) -> CN:
     from [t - R, t + R] of the same video (frames, not seconds).
     """
     cfg.INPUT.REF_FRAME_RANGE = 2
+    # SOLVER.LR_SCHEDULER_NAME "WarmupExponentialLR" decays to BASE_LR * EXP_DECAY_FINAL
+    cfg.SOLVER.EXP_DECAY_FINAL = 0.01
     add_fcos_config(cfg)
     return cfg
 
 
 def add_sgnet_config(cfg: CN) -> CN:
     """``MODEL.SGNET.*`` (SPEC C.5) plus the shared keys; sets the SG-Net defaults that differ
-    from plain FCOS (log-GIoU box loss)."""
+    from plain FCOS: log-GIoU box loss, class-wise NMS at 0.5, at most 10 detections a frame."""
     add_vis_config(cfg)
     cfg.MODEL.FCOS.LOC_LOSS_TYPE = "log_giou"
+    cfg.MODEL.FCOS.NMS_TH = 0.5
+    cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = 10
     cfg.MODEL.SGNET = CN()
     _C = cfg.MODEL.SGNET
     # base mask module: P3-P5 resized to P3, concatenated, 2 convs, 1x1 to OUT_CHANNELS, x4 up
@@ -78,8 +82,5 @@ def add_sgnet_config(cfg: CN) -> CN:
     _C.TRACK.LOSS_WEIGHT = 1.0
     _C.TRACK.MAX_AGE = 1  # frames a lost track can still be matched
     _C.TRACK.SAME_CLASS = False
-    _C.TEST = CN()
-    _C.TEST.MAX_DETS_PER_FRAME = 10
-    _C.TEST.NMS_TH = 0.5
-    _C.TEST.MASK_THRESH = 0.5
+    _C.MASK_THRESH = 0.5  # on the mask probability at test time
     return cfg

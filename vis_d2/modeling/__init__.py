@@ -1,6 +1,8 @@
-"""Models: backbones and heads, registered in detectron2's registries on import."""
+"""Models: backbones, heads and meta-architectures, registered in detectron2's registries."""
 
 from .backbone import build_fcos_resnet_fpn_backbone
 from .fcos import FCOS
+from .sgnet import SGNet
+from .tracking import MovementTracker
 
-__all__ = ["FCOS", "build_fcos_resnet_fpn_backbone"]
+__all__ = ["FCOS", "MovementTracker", "SGNet", "build_fcos_resnet_fpn_backbone"]

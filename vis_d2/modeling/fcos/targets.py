@@ -42,7 +42,8 @@ class FCOSTargets:
     labels: (L,) class index, ``num_classes`` for background. reg: (L, 4) ltrb distances to the
     assigned box in units of the level's stride. gt_inds: (L,) index into the concatenation of
     all images' GT instances, -1 for background. im_inds, levels: (L,) image and level index;
-    locations: (L, 2) (x, y) in input pixels; strides: (L,).
+    loc_inds: (L,) row-major index of the cell in its level's H_l·W_l map; locations: (L, 2)
+    (x, y) in input pixels; strides: (L,).
     """
 
     labels: torch.Tensor
@@ -50,6 +51,7 @@ class FCOSTargets:
     gt_inds: torch.Tensor
     im_inds: torch.Tensor
     levels: torch.Tensor
+    loc_inds: torch.Tensor
     locations: torch.Tensor
     strides: torch.Tensor
 
@@ -151,6 +153,7 @@ def assign_targets(
             torch.arange(num_images, device=device)[:, None].expand(num_images, len(all_loc))
         ),
         levels=per_image(level_of),
+        loc_inds=per_image(torch.cat([torch.arange(n, device=device) for n in sizes])),
         locations=per_image(all_loc),
         strides=per_image(stride_of),
     )

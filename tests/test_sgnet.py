@@ -1,0 +1,234 @@
+"""The SGNet meta-architecture at tiny sizes: losses, gradients, determinism, inference, CLI."""
+
+import copy
+import json
+import os
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from detectron2.config import get_cfg
+from detectron2.modeling import build_model
+from detectron2.structures import BitMasks, Boxes, Instances
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import EventStorage
+
+from vis_d2.config import add_sgnet_config
+from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, load_ytvis_json
+from vis_d2.data.synthetic import generate
+
+TINY = [
+    "MODEL.DEVICE",
+    "cpu",
+    "MODEL.WEIGHTS",
+    "",
+    "MODEL.FPN.OUT_CHANNELS",
+    "32",
+    "MODEL.FCOS.NUM_CLS_CONVS",
+    "1",
+    "MODEL.FCOS.NUM_BOX_CONVS",
+    "1",
+    "MODEL.SGNET.BASE.CONVS_DIM",
+    "16",
+    "MODEL.SGNET.SAM.CONVS_DIM",
+    "32",
+    "INPUT.MIN_SIZE_TRAIN",
+    "(64,)",
+    "INPUT.MAX_SIZE_TRAIN",
+    "96",
+    "INPUT.MIN_SIZE_TEST",
+    "64",
+    "INPUT.MAX_SIZE_TEST",
+    "96",
+]
+
+
+def tiny_cfg():
+    cfg = add_sgnet_config(get_cfg())
+    cfg.merge_from_file(str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"))
+    cfg.merge_from_list(TINY)
+    return cfg
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    root = tmp_path_factory.mktemp("synthetic_vis")
+    paths = generate(root, 3, 4, seed=1, num_val_videos=1, width=96, height=64, progress=False)
+    train = load_ytvis_json(str(paths["train"]), str(root / "train" / "JPEGImages"))
+    val = load_ytvis_json(str(paths["valid"]), str(root / "valid" / "JPEGImages"))
+    return root, train, val
+
+
+def _batch(cfg, videos, seed=0):
+    mapper = YTVISDatasetMapper(cfg, True, seed=seed)
+    return [mapper(copy.deepcopy(v)) for v in videos[:2]]
+
+
+def _losses(model, batch, iteration=0):
+    with EventStorage(iteration):
+        return model(batch)
+
+
+def test_losses_are_finite_and_gradients_reach_every_head(synthetic):
+    _, train, _ = synthetic
+    cfg = tiny_cfg()
+    # at initialisation the predicted boxes are empty, so the default (predicted) mask box would
+    # train no mask yet
+    cfg.MODEL.SGNET.MASK_BOX = "gt"
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    losses = _losses(model, _batch(cfg, train))
+    assert set(losses) == {
+        "loss_fcos_cls",
+        "loss_fcos_loc",
+        "loss_fcos_ctr",
+        "loss_mask",
+        "loss_track",
+    }
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values()), losses
+    sum(losses.values()).backward()
+    for name in (
+        "backbone",
+        "fcos.head.cls_logits",
+        "fcos.head.bbox_pred",
+        "fcos.head.ctrness",
+        "base_mask",
+        "sam",
+        "movement_head",
+    ):
+        module = model.get_submodule(name)
+        grads = [p.grad for p in module.parameters() if p.grad is not None]
+        assert grads and any(g.abs().sum() > 0 for g in grads), f"no gradient reaches {name}"
+
+
+def test_two_iterations_are_deterministic(synthetic):
+    _, train, _ = synthetic
+    cfg = tiny_cfg()
+    cfg.MODEL.SGNET.MASK_BOX = "gt"
+
+    def run():
+        seed_all_rng(0)  # torch (weights, mask-positive subsets), numpy (augmentation), random
+        model = build_model(cfg).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        history = []
+        for it in range(2):
+            losses = _losses(model, _batch(cfg, train, seed=it), it)
+            history.append({k: v.item() for k, v in losses.items()})
+            opt.zero_grad()
+            sum(losses.values()).backward()
+            opt.step()
+        return history
+
+    first, second = run(), run()
+    assert first == second
+    assert all(v > 0 and v == v for step in first for v in step.values())
+
+
+def _empty(size):
+    inst = Instances(size)
+    inst.gt_boxes = Boxes(torch.zeros(0, 4))
+    inst.gt_classes = torch.zeros(0, dtype=torch.int64)
+    inst.gt_masks = BitMasks(torch.zeros(0, *size, dtype=torch.bool))
+    inst.gt_ids = torch.zeros(0, dtype=torch.int64)
+    return inst
+
+
+def test_zero_instance_frames_and_degenerate_boxes_train(synthetic):
+    _, train, _ = synthetic
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    model = build_model(cfg).train()
+    batch = _batch(cfg, train)
+    size = tuple(batch[0]["image"].shape[-2:])
+    batch[0]["instances"] = _empty(size)
+    batch[0]["ref_instances"] = _empty(size)
+    tiny = Instances(size)
+    tiny.gt_boxes = Boxes(torch.tensor([[10.0, 10.0, 11.0, 11.0]]))  # a 1-pixel object
+    tiny.gt_classes = torch.tensor([1])
+    mask = torch.zeros(1, *size, dtype=torch.bool)
+    mask[0, 10, 10] = True
+    tiny.gt_masks = BitMasks(mask)
+    tiny.gt_ids = torch.tensor([5])
+    batch[1]["instances"] = tiny
+    batch[1]["ref_instances"] = _empty(size)
+    losses = _losses(model, batch)
+    assert all(torch.isfinite(v) for v in losses.values()), losses
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_video_inference_tracks_and_original_resolution(synthetic):
+    _, _, val = synthetic
+    cfg = tiny_cfg()
+    cfg.MODEL.FCOS.INFERENCE_TH_TEST = 0.0  # an untrained model: keep detections anyway
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    video = YTVISTestMapper(cfg)(val[0])
+    with torch.no_grad():
+        (out,) = model([video])
+    frames = out["frames"]
+    assert len(frames) == video["length"]
+    first = frames[0]
+    assert 0 < len(first) <= cfg.MODEL.FCOS.POST_NMS_TOPK_TEST
+    assert first.image_size == (video["height"], video["width"])
+    assert first.pred_masks.shape[1:] == (video["height"], video["width"])
+    assert first.pred_masks.dtype == torch.bool
+    assert sorted(first.track_ids.tolist()) == list(range(len(first)))
+    for frame in frames[1:]:
+        assert len(set(frame.track_ids.tolist())) == len(frame)  # ids unique within a frame
+    # a new video restarts the ids
+    with torch.no_grad():
+        (again,) = model([video])
+    assert again["frames"][0].track_ids.tolist() == first.track_ids.tolist()
+
+
+def test_train_net_trains_and_evaluates(synthetic, tmp_path):
+    root, _, _ = synthetic
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    os.symlink(root, datasets / "synthetic_vis")
+    out = tmp_path / "out"
+    env = {**os.environ, "DETECTRON2_DATASETS": str(datasets)}
+    args = [
+        str(REPO / "tools" / "train_net.py"),
+        "--config-file",
+        str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"),
+        *TINY,
+        "SOLVER.MAX_ITER",
+        "2",
+        "SOLVER.IMS_PER_BATCH",
+        "2",
+        "SOLVER.WARMUP_ITERS",
+        "1",
+        "DATALOADER.NUM_WORKERS",
+        "0",
+        "TEST.EVAL_PERIOD",
+        "0",
+        "OUTPUT_DIR",
+        str(out),
+    ]
+    proc = run_python(*args, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = proc.stdout + proc.stderr
+    assert "training starts from random initialisation" in log
+    assert "ms/frame" in log and "FPS" in log
+    assert (out / "model_final.pth").is_file()
+    results = json.loads((out / "inference" / "synthetic_vis_val" / "results.json").read_text())
+    assert isinstance(results, list)
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert any("loss_mask" in m and "loss_track" in m for m in metrics)
+
+    evaluated = run_python(
+        *args[:3],
+        "--eval-only",
+        *TINY,
+        "MODEL.WEIGHTS",
+        str(out / "model_final.pth"),
+        "OUTPUT_DIR",
+        str(tmp_path / "eval"),
+        env=env,
+        timeout=600,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert (tmp_path / "eval" / "inference" / "synthetic_vis_val" / "results.zip").is_file()
+    assert "synthetic_vis_val" in evaluated.stdout + evaluated.stderr

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Train or evaluate a vis_d2 model (detectron2's standard command line).
+
+    python tools/train_net.py --config-file configs/SGNet_R101.yaml --num-gpus 8
+    python tools/train_net.py --config-file configs/SGNet_R101.yaml --eval-only MODEL.WEIGHTS m.pth
+    python tools/train_net.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml
+
+Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU processes (gloo).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import urllib.error
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.config import get_cfg
+from detectron2.engine import default_argument_parser, default_setup, launch
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from vis_d2.config import add_sgnet_config
+from vis_d2.engine import VISTrainer
+
+logger = logging.getLogger("vis_d2")
+
+
+def setup(args):
+    cfg = get_cfg()
+    add_sgnet_config(cfg)
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts)
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    default_setup(cfg, args)
+    setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
+    weights = cfg.MODEL.WEIGHTS
+    if not weights:
+        if args.eval_only:
+            raise ValueError("--eval-only needs MODEL.WEIGHTS, the checkpoint to evaluate")
+        logger.info("MODEL.WEIGHTS is empty: training starts from random initialisation")
+    elif "://" not in weights and not os.path.exists(weights):
+        raise FileNotFoundError(f"MODEL.WEIGHTS file {weights} does not exist")
+    return cfg
+
+
+@contextlib.contextmanager
+def explain_download_errors(weights: str):
+    """Turn a failed download of a ``MODEL.WEIGHTS`` URL into a message saying what to do."""
+    try:
+        yield
+    except (OSError, urllib.error.URLError) as e:
+        if "://" not in weights:
+            raise
+        raise RuntimeError(
+            f"could not fetch MODEL.WEIGHTS {weights} ({e}). Without network access, download "
+            "it elsewhere and pass MODEL.WEIGHTS /path/to/file, or MODEL.WEIGHTS '' to train "
+            "from random initialisation."
+        ) from e
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        model = VISTrainer.build_model(cfg)
+        with explain_download_errors(cfg.MODEL.WEIGHTS):
+            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=args.resume
+            )
+        return VISTrainer.test(cfg, model)
+    trainer = VISTrainer(cfg)
+    with explain_download_errors(cfg.MODEL.WEIGHTS):
+        trainer.resume_or_load(resume=args.resume)
+    return trainer.train()
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    print("Command Line Args:", args)
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )

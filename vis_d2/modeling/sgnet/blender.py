@@ -1,0 +1,241 @@
+"""SG-Net's granularity blender (SPEC C.3 #4-#5, C.2 #1, #3, #14): per-instance sub-region
+grids, coefficient pooling from the master grid, the box-window mask assembly, its loss and
+pasting.
+
+Coordinates: ``grid_sizes`` takes box sides in network-input pixels; everything else works on
+the stride-2 base map, where pixel (u, v) (column, row) has its centre at (u + 0.5, v + 0.5).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import torch
+from torch.nn import functional as F
+
+__all__ = [
+    "grid_sizes",
+    "pool_matrix",
+    "pool_coefficients",
+    "subregion_index",
+    "MaskWindows",
+    "blend",
+    "blend_full",
+    "gt_windows",
+    "mask_loss",
+    "paste_windows",
+]
+
+BLEND_MODES = ("subregion", "sum_sigmoid")
+_LOGIT_EPS = 1e-6
+
+
+def grid_sizes(
+    widths: torch.Tensor, heights: torch.Tensor, max_div: int = 6, unit: float = 50.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eq. 1: box widths/heights (N,) in input pixels → (r1, r2) (N,) int64 columns and rows,
+    r = min(max_div, ceil(side / unit)), at least 1."""
+    r1 = torch.ceil(widths / unit).clamp(1, max_div).long()
+    r2 = torch.ceil(heights / unit).clamp(1, max_div).long()
+    return r1, r2
+
+
+@functools.lru_cache(maxsize=256)
+def _pool_matrix(r2: int, r1: int, master: int) -> torch.Tensor:
+    cells = master * master
+    one_hot = torch.eye(cells).view(cells, 1, master, master)
+    return F.adaptive_avg_pool2d(one_hot, (r2, r1)).view(cells, r2 * r1).t().contiguous()
+
+
+def pool_matrix(r2: int, r1: int, master: int = 6) -> torch.Tensor:
+    """(r2·r1, master²) matrix A with A @ v = ``adaptive_avg_pool2d`` of the row-major
+    master × master grid v down to r2 rows × r1 columns (row-major)."""
+    return _pool_matrix(int(r2), int(r1), int(master)).clone()
+
+
+def pool_coefficients(
+    coef: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, master: int = 6
+) -> torch.Tensor:
+    """Master-grid coefficients (N, master², K) and grids r1, r2 (N,) → (N, R, K) with
+    R = max(master², max r2·r1): rows [0, r2·r1) hold the pooled sub-region vectors (row-major
+    r2 × r1), the other rows are 0. One batched product; a matrix per distinct (r2, r1)."""
+    num_rows = max(master * master, int((r1 * r2).max()) if len(coef) else 0)
+    pairs, inverse = torch.unique(torch.stack((r2, r1), dim=1), dim=0, return_inverse=True)
+    mats = coef.new_zeros((len(pairs), num_rows, master * master))
+    for i, (rows, cols) in enumerate(pairs.tolist()):
+        mats[i, : rows * cols] = _pool_matrix(rows, cols, master).to(mats)
+    return torch.bmm(mats[inverse], coef)
+
+
+def subregion_index(
+    boxes: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
+) -> torch.Tensor:
+    """Sub-region cell of pixels: ``boxes`` (N, 4) x1, y1, x2, y2 and pixel rows ``ys``
+    (N, Hw, 1) / columns ``xs`` (N, 1, Ww) (int, broadcastable) in base-map pixels →
+    (N, Hw, Ww) int64 ``row·r1 + col`` for pixels whose centre lies in the box
+    (x1 ≤ u + 0.5 < x2, y1 ≤ v + 0.5 < y2), -1 elsewhere;
+    col = clamp(floor((u + 0.5 - x1)·r1 / (x2 - x1)), 0, r1 - 1), row likewise."""
+    x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
+    r1, r2 = r1[:, None, None], r2[:, None, None]
+    cu = xs.to(boxes.dtype) + 0.5
+    cv = ys.to(boxes.dtype) + 0.5
+    inside = (x1 <= cu) & (cu < x2) & (y1 <= cv) & (cv < y2)
+    col = torch.floor((cu - x1) * r1 / (x2 - x1).clamp(min=1e-6)).long()
+    row = torch.floor((cv - y1) * r2 / (y2 - y1).clamp(min=1e-6)).long()
+    col = torch.minimum(col.clamp(min=0), r1 - 1)
+    row = torch.minimum(row.clamp(min=0), r2 - 1)
+    return torch.where(inside, row * r1 + col, -1)
+
+
+@dataclass
+class MaskWindows:
+    """Masks of N instances on windows of the base map, all padded to one (Hw, Ww).
+
+    logits: (N, Hw, Ww) mask logits (arbitrary where not ``valid``); valid: (N, Hw, Ww) bool,
+    the pixel's centre is in the instance's box and the pixel is on the map; origin: (N, 2)
+    int64 (y0, x0) base-map pixel of each window's top-left corner.
+    """
+
+    logits: torch.Tensor
+    valid: torch.Tensor
+    origin: torch.Tensor
+
+    def probs(self) -> torch.Tensor:
+        """(N, Hw, Ww) sigmoid of the logits inside the box, exactly 0 elsewhere."""
+        return torch.where(self.valid, self.logits.sigmoid(), 0.0)
+
+    def pixel_coords(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Base-map rows (N, Hw, 1) and columns (N, 1, Ww) of the window pixels."""
+        _, height, width = self.logits.shape
+        device = self.origin.device
+        ys = self.origin[:, 0, None] + torch.arange(height, device=device)
+        xs = self.origin[:, 1, None] + torch.arange(width, device=device)
+        return ys[:, :, None], xs[:, None, :]
+
+
+def _cell_logits(
+    feats: torch.Tensor, coef: torch.Tensor, cells: torch.Tensor, num_cells: torch.Tensor, mode: str
+) -> torch.Tensor:
+    """Per-pixel features (n, P, K), coefficients (n, R, K), cell index (n, P) (-1 outside the
+    box) and r2·r1 (n,) → (n, P) logits of the chosen blender."""
+    scores = torch.bmm(feats, coef.transpose(1, 2))  # (n, P, R)
+    if mode == "subregion":
+        return scores.gather(2, cells.clamp(min=0)[:, :, None]).squeeze(2)
+    in_grid = torch.arange(scores.shape[2], device=scores.device) < num_cells[:, None, None]
+    prob = torch.where(in_grid, scores.sigmoid(), 0.0).sum(dim=2).clamp(0, 1)
+    return torch.logit(prob, eps=_LOGIT_EPS)
+
+
+def _check_mode(mode: str) -> None:
+    if mode not in BLEND_MODES:
+        raise ValueError(f"blender mode '{mode}' is not one of {BLEND_MODES}")
+
+
+def blend(
+    bases: torch.Tensor,
+    im_inds: torch.Tensor,
+    boxes: torch.Tensor,
+    coef: torch.Tensor,
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    mode: str = "subregion",
+    max_elements: int = 2**25,
+) -> MaskWindows:
+    """Masks of N instances on their box windows.
+
+    bases: (B, K, h, w) base maps (stride 2); im_inds: (N,) image of each instance; boxes:
+    (N, 4) x1, y1, x2, y2 in base-map pixels (input box / 2); coef: (N, R, K) pooled
+    sub-region coefficients (:func:`pool_coefficients`); r1, r2: (N,) grid columns and rows.
+
+    ``subregion``: logit(u, v) = <coef[n, cell(u, v)], bases[im, :, v, u]>.
+    ``sum_sigmoid``: probability clamp(Σ_j σ(<coef[n, j], F>), 0, 1) over the r2·r1 cells,
+    stored as its logit (probabilities clamped to [1e-6, 1 - 1e-6]).
+    Instances are processed in chunks of n with n·max(K, R)·Hw·Ww ≤ ``max_elements`` (the
+    gathered window features and the per-cell scores of a chunk).
+    """
+    _check_mode(mode)
+    num_images, channels, height, width = bases.shape
+    device = bases.device
+    x0 = boxes[:, 0].floor().clamp(0, width).long()
+    y0 = boxes[:, 1].floor().clamp(0, height).long()
+    x_end = boxes[:, 2].ceil().clamp(0, width).long()
+    y_end = boxes[:, 3].ceil().clamp(0, height).long()
+    win_h = int((y_end - y0).clamp(min=1).max()) if len(boxes) else 1
+    win_w = int((x_end - x0).clamp(min=1).max()) if len(boxes) else 1
+    origin = torch.stack((y0, x0), dim=1)
+    ys = y0[:, None, None] + torch.arange(win_h, device=device)[:, None]
+    xs = x0[:, None, None] + torch.arange(win_w, device=device)
+    cells = subregion_index(boxes, r1, r2, ys, xs)
+    valid = (cells >= 0) & (ys < height) & (xs < width)
+    ys, xs = ys.clamp(max=height - 1), xs.clamp(max=width - 1)
+    pixels = (im_inds[:, None, None] * height + ys) * width + xs  # (N, Hw, Ww)
+    table = bases.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
+    chunk = max(1, max_elements // (max(channels, coef.shape[1]) * win_h * win_w))
+    logits = []
+    for start in range(0, len(boxes), chunk):
+        sl = slice(start, start + chunk)
+        feats = table.index_select(0, pixels[sl].reshape(-1))
+        feats = feats.view(len(cells[sl]), win_h * win_w, channels)
+        logits.append(_cell_logits(feats, coef[sl], cells[sl].flatten(1), (r1 * r2)[sl], mode))
+    if logits:
+        out = torch.cat(logits).view(len(boxes), win_h, win_w)
+    else:
+        out = (coef.sum() * 0 + bases.sum() * 0).expand(0, win_h, win_w)
+    return MaskWindows(logits=out, valid=valid, origin=origin)
+
+
+def blend_full(
+    bases: torch.Tensor,
+    im_inds: torch.Tensor,
+    boxes: torch.Tensor,
+    coef: torch.Tensor,
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    mode: str = "subregion",
+) -> torch.Tensor:
+    """The same masks computed on the whole base map (memory N·R·h·w): (N, h, w)
+    probabilities, 0 outside the boxes. Arguments as in :func:`blend`."""
+    _check_mode(mode)
+    _, channels, height, width = bases.shape
+    ys = torch.arange(height, device=bases.device)[None, :, None]
+    xs = torch.arange(width, device=bases.device)[None, None, :]
+    cells = subregion_index(boxes, r1, r2, ys, xs)
+    feats = bases[im_inds].flatten(2).transpose(1, 2)  # (N, h·w, K)
+    logits = _cell_logits(feats, coef, cells.flatten(1), r1 * r2, mode)
+    return torch.where(cells >= 0, logits.view(-1, height, width).sigmoid(), 0.0)
+
+
+def gt_windows(gt_masks: torch.Tensor, gt_inds: torch.Tensor, windows: MaskWindows) -> torch.Tensor:
+    """GT masks (M, h, w) at base-map resolution and each instance's GT index (N,) →
+    (N, Hw, Ww) float targets on the instances' windows (0 off the map)."""
+    _, height, width = gt_masks.shape
+    ys, xs = windows.pixel_coords()
+    on_map = (ys < height) & (xs < width)
+    values = gt_masks[gt_inds[:, None, None], ys.clamp(max=height - 1), xs.clamp(max=width - 1)]
+    return torch.where(on_map, values.to(windows.logits.dtype), 0.0)
+
+
+def mask_loss(windows: MaskWindows, targets: torch.Tensor) -> torch.Tensor:
+    """BCE-with-logits against ``targets`` (N, Hw, Ww) over the valid (in-box) pixels, averaged
+    per instance, then over the instances that have a valid pixel; a zero connected to the
+    graph when there is none."""
+    valid = windows.valid
+    counts = valid.flatten(1).sum(dim=1)
+    has_pixels = counts > 0
+    if not bool(has_pixels.any()):
+        return windows.logits.sum() * 0
+    bce = F.binary_cross_entropy_with_logits(windows.logits, targets, reduction="none")
+    per_instance = torch.where(valid, bce, 0.0).flatten(1).sum(dim=1)
+    return (per_instance[has_pixels] / counts[has_pixels]).mean()
+
+
+def paste_windows(windows: MaskWindows, height: int, width: int) -> torch.Tensor:
+    """(N, height, width) base-map probabilities: each window's :meth:`MaskWindows.probs`
+    placed at its origin, 0 outside the box."""
+    probs = windows.probs()
+    ys, xs = windows.pixel_coords()
+    keep = windows.valid & (ys < height) & (xs < width)
+    inst, i, j = keep.nonzero(as_tuple=True)
+    out = probs.new_zeros((len(probs), height, width))
+    return out.index_put((inst, ys[inst, i, 0], xs[inst, 0, j]), probs[inst, i, j])

@@ -1,0 +1,295 @@
+"""SG-Net: FCOS + spatial-granularity mask head + centerness-movement tracking, as one META_ARCH."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+import torch.nn.functional as F
+from detectron2.config import CfgNode, configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.structures import Boxes, ImageList, Instances
+from torch import nn
+
+from ..fcos import FCOS, FCOSOutputs, flatten_levels
+from ..tracking.movement_tracker import MovementTracker
+from .base_mask import BaseMaskModule
+from .blender import blend, grid_sizes, gt_windows, mask_loss, paste_windows, pool_coefficients
+from .movement_head import MovementHead, movement_loss, movement_targets
+from .spatial_attention import SpatialAttention
+
+__all__ = ["SGNet"]
+
+logger = logging.getLogger(__name__)
+
+BASE_STRIDE = 2  # the base masks' stride in input pixels
+
+
+def _cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:
+    """A random subset of the indices 0..N-1 with at most ``cap`` from each image (N,) group."""
+    order = torch.randperm(len(im_inds), device=im_inds.device)
+    order = order[torch.argsort(im_inds[order], stable=True)]
+    grouped = im_inds[order]
+    starts = torch.searchsorted(grouped, grouped, side="left")
+    rank = torch.arange(len(grouped), device=grouped.device) - starts
+    return order[rank < cap].sort().values
+
+
+@META_ARCH_REGISTRY.register()
+class SGNet(nn.Module):
+    """SG-Net (SPEC C) on a ResNet-FPN backbone.
+
+    Training input (from ``YTVISDatasetMapper``): per sample a key frame ``image``/``instances``
+    and a reference frame ``ref_image``/``ref_instances`` of the same video. Detection and mask
+    losses run on both frames, the movement loss on the later frame of each pair.
+
+    Inference input (from ``YTVISTestMapper``): per video ``frames``; the output per video is
+    ``{"frames": [Instances]}`` with ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks``
+    (bool, original resolution) and ``track_ids``. For streaming use, :meth:`reset` then
+    :meth:`inference_frame` frame after frame.
+    """
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        fcos: FCOS,
+        base_mask: BaseMaskModule,
+        sam: SpatialAttention,
+        movement_head: MovementHead | None,
+        tracker: MovementTracker,
+        pixel_mean: tuple[float, ...],
+        pixel_std: tuple[float, ...],
+        max_div: int = 6,
+        unit: float = 50.0,
+        master_grid: int = 6,
+        blender: str = "subregion",
+        mask_box: str = "pred",
+        max_mask_pos_per_image: int = 100,
+        mask_loss_weight: float = 1.0,
+        track_loss_weight: float = 1.0,
+        mask_thresh: float = 0.5,
+    ):
+        super().__init__()
+        if mask_box not in ("pred", "gt"):
+            raise ValueError(f"MODEL.SGNET.MASK_BOX must be 'pred' or 'gt', not '{mask_box}'")
+        self.backbone = backbone
+        self.fcos = fcos
+        self.base_mask = base_mask
+        self.sam = sam
+        self.movement_head = movement_head
+        self.tracker = tracker
+        self.max_div = max_div
+        self.unit = unit
+        self.master_grid = master_grid
+        self.blender = blender
+        self.mask_box = mask_box
+        self.max_mask_pos_per_image = max_mask_pos_per_image
+        self.mask_loss_weight = mask_loss_weight
+        self.track_loss_weight = track_loss_weight
+        self.mask_thresh = mask_thresh
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self._prev_towers: list[torch.Tensor] | None = None
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        fcos = FCOS(cfg, shapes)
+        level_shapes = [shapes[f] for f in cfg.MODEL.FCOS.IN_FEATURES]
+        sg = cfg.MODEL.SGNET
+        return {
+            "backbone": backbone,
+            "fcos": fcos,
+            "base_mask": BaseMaskModule(cfg, shapes),
+            "sam": SpatialAttention(cfg, level_shapes),
+            "movement_head": MovementHead(cfg, level_shapes) if sg.TRACK.ON else None,
+            "tracker": MovementTracker.from_config(cfg),
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "max_div": sg.SAM.MAX_DIV,
+            "unit": sg.SAM.UNIT,
+            "master_grid": sg.SAM.MASTER_GRID,
+            "blender": sg.BLENDER,
+            "mask_box": sg.MASK_BOX,
+            "max_mask_pos_per_image": sg.MAX_MASK_POS_PER_IMAGE,
+            "mask_loss_weight": sg.MASK_LOSS_WEIGHT,
+            "track_loss_weight": sg.TRACK.LOSS_WEIGHT,
+            "mask_thresh": sg.MASK_THRESH,
+        }
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def _preprocess(self, images: list[torch.Tensor]) -> ImageList:
+        images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def _masks(
+        self,
+        features: dict[str, torch.Tensor],
+        bases: torch.Tensor,
+        im_inds: torch.Tensor,
+        levels: torch.Tensor,
+        loc_inds: torch.Tensor,
+        boxes: torch.Tensor,
+    ):
+        """Mask windows of N instances read at FCOS cells, for (N, 4) boxes in input px."""
+        towers = self.sam.forward_towers([features[f] for f in self.fcos.in_features])
+        coef = self.sam.coefficients(towers, im_inds, levels, loc_inds)
+        r1, r2 = grid_sizes(
+            boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], self.max_div, self.unit
+        )
+        pooled = pool_coefficients(coef, r1, r2, self.master_grid)
+        return blend(bases, im_inds, boxes / BASE_STRIDE, pooled, r1, r2, mode=self.blender)
+
+    # ----------------------------------------------------------------------------- training
+    def forward(self, batched_inputs: list[dict]):
+        if not self.training:
+            return [self.inference_video(video) for video in batched_inputs]
+        num = len(batched_inputs)
+        images = self._preprocess(
+            [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
+        )
+        gts = [x["instances"].to(self.device) for x in batched_inputs] + [
+            x["ref_instances"].to(self.device) for x in batched_inputs
+        ]
+        features = self.backbone(images.tensor)
+        _, losses, out = self.fcos(images, features, gts)
+        losses["loss_mask"] = self.mask_loss_weight * self._mask_loss(images, features, gts, out)
+        if self.movement_head is not None:
+            frame_idx = [x["frame_idx"] for x in batched_inputs]
+            ref_idx = [x["ref_frame_idx"] for x in batched_inputs]
+            later = [i if frame_idx[i] >= ref_idx[i] else i + num for i in range(num)]
+            earlier = [i + num if frame_idx[i] >= ref_idx[i] else i for i in range(num)]
+            losses["loss_track"] = self.track_loss_weight * self._track_loss(
+                gts, out, later, earlier
+            )
+        return losses
+
+    def _mask_loss(self, images: ImageList, features, gts: list[Instances], out: FCOSOutputs):
+        t = out.targets
+        pos = t.positive(self.fcos.num_classes)
+        pos = pos[_cap_per_image(t.im_inds[pos], self.max_mask_pos_per_image)]
+        gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
+        if self.mask_box == "gt":
+            boxes = gt_boxes[t.gt_inds[pos]]
+        else:  # the detached predicted box of each positive location
+            ltrb = flatten_levels(out.head["reg"])[pos].detach() * t.strides[pos, None]
+            xy = t.locations[pos]
+            boxes = torch.cat((xy - ltrb[:, :2], xy + ltrb[:, 2:]), dim=1)
+        # boxes with at most one base-map pixel of area carry no mask to learn
+        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / BASE_STRIDE**2
+        pos, boxes = pos[area > 1], boxes[area > 1]
+        bases = self.base_mask(features)
+        windows = self._masks(
+            features, bases, t.im_inds[pos], t.levels[pos], t.loc_inds[pos], boxes
+        )
+        height, width = images.tensor.shape[-2:]
+        gt_masks = torch.cat(
+            [
+                F.pad(
+                    g.gt_masks.tensor.float(),
+                    (0, width - g.image_size[1], 0, height - g.image_size[0]),
+                )
+                for g in gts
+            ]
+        )[:, BASE_STRIDE // 2 :: BASE_STRIDE, BASE_STRIDE // 2 :: BASE_STRIDE]
+        return mask_loss(windows, gt_windows(gt_masks, t.gt_inds[pos], windows))
+
+    def _track_loss(
+        self, gts: list[Instances], out: FCOSOutputs, later: list[int], earlier: list[int]
+    ) -> torch.Tensor:
+        t = out.targets
+        pos = t.positive(self.fcos.num_classes)
+        is_later = torch.zeros(len(gts), dtype=torch.bool, device=self.device)
+        is_later[later] = True
+        pos = pos[is_later[t.im_inds[pos]]]
+        towers = self.movement_head.forward_towers(
+            [bt[later] for bt in out.head["bbox_towers"]],
+            [bt[earlier] for bt in out.head["bbox_towers"]],
+        )
+        pair_of = torch.full((len(gts),), -1, dtype=torch.int64, device=self.device)
+        pair_of[later] = torch.arange(len(later), device=self.device)
+        pred = self.movement_head.predict(
+            towers, pair_of[t.im_inds[pos]], t.levels[pos], t.loc_inds[pos]
+        )
+        # each positive's instance centre now and, found by instance id, in the earlier frame
+        gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
+        gt_ids = torch.cat([g.gt_ids for g in gts])
+        gt_image = torch.repeat_interleave(
+            torch.arange(len(gts), device=self.device),
+            torch.tensor([len(g) for g in gts], device=self.device),
+        )
+        centres = (gt_boxes[:, :2] + gt_boxes[:, 2:]) / 2
+        cur = t.gt_inds[pos]
+        prev_image = torch.tensor(earlier, device=self.device)[pair_of[t.im_inds[pos]]]
+        match = (gt_ids[cur, None] == gt_ids[None]) & (prev_image[:, None] == gt_image[None])
+        prev_centres = centres[match.float().argmax(dim=1)]
+        prev_centres[~match.any(dim=1)] = float("nan")
+        target, valid = movement_targets(centres[cur], prev_centres, t.strides[pos])
+        return movement_loss(pred, target, valid)
+
+    # ---------------------------------------------------------------------------- inference
+    def reset(self) -> None:
+        """Start a new video: forget the previous frame and restart track ids at 0."""
+        self.tracker.reset()
+        self._prev_towers = None
+
+    def inference_video(self, video: dict) -> dict:
+        self.reset()
+        return {"frames": [self.inference_frame(frame) for frame in video["frames"]]}
+
+    @torch.no_grad()
+    def inference_frame(self, frame: dict) -> Instances:
+        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
+        optional ``is_first``) → its tracked instances at the original resolution."""
+        if frame.get("is_first", False):
+            self.reset()
+        images = self._preprocess([frame["image"]])
+        features = self.backbone(images.tensor)
+        detections, _, out = self.fcos(images, features)
+        det = detections[0]
+        boxes = det.pred_boxes.tensor
+        in_h, in_w = images.image_sizes[0]
+        out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
+        im_inds = torch.zeros_like(det.pred_classes)
+        if len(det):
+            bases = self.base_mask(features)
+            windows = self._masks(features, bases, im_inds, det.fpn_levels, det.loc_inds, boxes)
+            probs = paste_windows(windows, *bases.shape[-2:])
+            probs = F.interpolate(
+                probs[:, None], scale_factor=BASE_STRIDE, mode="bilinear", align_corners=False
+            )[:, :, :in_h, :in_w]
+            probs = F.interpolate(probs, size=(out_h, out_w), mode="bilinear", align_corners=False)[
+                :, 0
+            ]
+            masks = probs >= self.mask_thresh
+        else:
+            masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
+        scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
+        displacements = None
+        if self.movement_head is not None:
+            cur = [out.head["bbox_towers"][i] for i in range(len(out.strides))]
+            if self._prev_towers is not None and len(det):
+                towers = self.movement_head.forward_towers(cur, self._prev_towers)
+                strides = torch.tensor(out.strides, device=self.device)[det.fpn_levels]
+                displacements = (
+                    self.movement_head.predict(towers, im_inds, det.fpn_levels, det.loc_inds)
+                    * strides[:, None]
+                    * scale[:2]
+                )
+            self._prev_towers = cur
+        result = Instances((out_h, out_w))
+        result.pred_boxes = Boxes(boxes * scale)
+        result.pred_boxes.clip((out_h, out_w))
+        result.scores = det.scores
+        result.pred_classes = det.pred_classes
+        result.pred_masks = masks
+        result.track_ids = self.tracker.update(
+            result.pred_boxes.tensor, det.scores, det.pred_classes, displacements
+        )
+        return result

@@ -1,0 +1,3 @@
+from .movement_tracker import MovementTracker
+
+__all__ = ["MovementTracker"]
