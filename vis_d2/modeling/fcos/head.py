@@ -9,7 +9,7 @@ from detectron2.config import CfgNode, configurable
 from detectron2.layers import ShapeSpec, get_norm
 from torch import nn
 
-__all__ = ["Scale", "FCOSHead", "build_tower"]
+__all__ = ["Scale", "FCOSHead", "build_tower", "normal_init", "shared_channels"]
 
 
 class Scale(nn.Module):
@@ -36,6 +36,23 @@ def build_tower(in_channels: int, out_channels: int, num_convs: int, norm: str) 
             layers.append(get_norm(norm, out_channels))
         layers.append(nn.ReLU())
     return nn.Sequential(*layers)
+
+
+def normal_init(module: nn.Module, std: float = 0.01) -> None:
+    """Every conv of ``module``: weights ~ N(0, std²), bias 0 (the FCOS head initialisation)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.normal_(m.weight, std=std)
+            if m.bias is not None:
+                nn.init.constant_(m.bias, 0)
+
+
+def shared_channels(input_shape: list[ShapeSpec], head: str) -> int:
+    """The channel count of levels that one head, shared across levels, reads."""
+    channels = {s.channels for s in input_shape}
+    if len(channels) != 1:
+        raise ValueError(f"{head} needs the same channel count on every level, got {channels}")
+    return channels.pop()
 
 
 class FCOSHead(nn.Module):
@@ -65,20 +82,14 @@ class FCOSHead(nn.Module):
         self.bbox_pred = nn.Conv2d(in_channels, 4, 3, padding=1)
         self.ctrness = nn.Conv2d(in_channels, 1, 3, padding=1)
         self.scales = nn.ModuleList(Scale() for _ in range(num_levels)) if use_scale else None
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                nn.init.constant_(module.bias, 0)
+        normal_init(self)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: list[ShapeSpec]) -> dict:
-        channels = {s.channels for s in input_shape}
-        if len(channels) != 1:
-            raise ValueError(f"FCOS needs the same channel count on every level, got {channels}")
         fcos = cfg.MODEL.FCOS
         return {
-            "in_channels": channels.pop(),
+            "in_channels": shared_channels(input_shape, "FCOS"),
             "num_levels": len(input_shape),
             "num_classes": fcos.NUM_CLASSES,
             "num_cls_convs": fcos.NUM_CLS_CONVS,

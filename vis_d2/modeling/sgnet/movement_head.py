@@ -9,7 +9,7 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
 
-from ..fcos.head import build_tower
+from ..fcos.head import build_tower, normal_init, shared_channels
 
 __all__ = ["MovementHead", "movement_targets", "movement_loss"]
 
@@ -31,17 +31,14 @@ class MovementHead(nn.Module):
             raise ValueError(f"num_convs must be >= 0, got {num_convs}")
         self.tower = build_tower(2 * in_channels, in_channels, num_convs, norm)
         self.predictor = nn.Conv2d(in_channels if num_convs else 2 * in_channels, 2, 1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                nn.init.constant_(module.bias, 0)
+        normal_init(self)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: list[ShapeSpec]) -> dict:
-        channels = {s.channels for s in input_shape}
-        if len(channels) != 1:
-            raise ValueError(f"the movement head needs one channel count on all levels: {channels}")
-        return {"in_channels": channels.pop(), "num_convs": cfg.MODEL.SGNET.TRACK.NUM_CONVS}
+        return {
+            "in_channels": shared_channels(input_shape, "the movement head"),
+            "num_convs": cfg.MODEL.SGNET.TRACK.NUM_CONVS,
+        }
 
     def forward_towers(
         self, current: list[torch.Tensor], previous: list[torch.Tensor]

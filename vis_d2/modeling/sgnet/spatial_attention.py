@@ -9,7 +9,7 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
 
-from ..fcos.head import build_tower
+from ..fcos.head import build_tower, normal_init, shared_channels
 
 __all__ = ["SpatialAttention"]
 
@@ -34,19 +34,13 @@ class SpatialAttention(nn.Module):
         self.num_bases = num_bases
         self.tower = build_tower(in_channels, convs_dim, 1, "GN")
         self.predictor = nn.Conv2d(convs_dim, self.num_cells * num_bases, 3, padding=1)
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):
-                nn.init.normal_(module.weight, std=0.01)
-                nn.init.constant_(module.bias, 0)
+        normal_init(self)
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: list[ShapeSpec]) -> dict:
-        channels = {s.channels for s in input_shape}
-        if len(channels) != 1:
-            raise ValueError(f"SAM needs one channel count on all levels, got {channels}")
         sgnet = cfg.MODEL.SGNET
         return {
-            "in_channels": channels.pop(),
+            "in_channels": shared_channels(input_shape, "SAM"),
             "convs_dim": sgnet.SAM.CONVS_DIM,
             "master_grid": sgnet.SAM.MASTER_GRID,
             "num_bases": sgnet.BASE.OUT_CHANNELS,
