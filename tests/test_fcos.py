@@ -287,3 +287,23 @@ def test_backbone_shapes_and_top_block():
         "p7": (1, 256, 3, 5),
     }
     assert [backbone.output_shape()[f"p{i}"].stride for i in range(3, 8)] == STRIDES
+
+
+def test_half_width_resnet18_for_cpu_configs():
+    cfg = add_vis_config(get_cfg())
+    cfg.MODEL.BACKBONE.NAME = "build_fcos_resnet_fpn_backbone"
+    cfg.MODEL.RESNETS.DEPTH = 18
+    cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 32
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = 32  # detectron2's own builder insists on 64
+    cfg.MODEL.RESNETS.NORM = "GN"
+    cfg.MODEL.RESNETS.OUT_FEATURES = ["res3", "res4", "res5"]
+    cfg.MODEL.FPN.IN_FEATURES = ["res3", "res4", "res5"]
+    backbone = build_backbone(cfg)
+    shapes = backbone.bottom_up.output_shape()
+    assert {k: (v.channels, v.stride) for k, v in shapes.items()} == {
+        "res3": (64, 8), "res4": (128, 16), "res5": (256, 32)}
+    blocks = [len(stage) for stage in backbone.bottom_up.stages]
+    assert blocks == [2, 2, 2, 2]
+    with torch.no_grad():
+        out = backbone(torch.zeros(1, 3, 64, 96))
+    assert out["p3"].shape == (1, 256, 8, 12)

@@ -119,9 +119,11 @@ def _cell_logits(
 ) -> torch.Tensor:
     """Per-pixel features (n, P, K), coefficients (n, R, K), cell index (n, P) (-1 outside the
     box) and r2·r1 (n,) → (n, P) logits of the chosen blender."""
-    scores = torch.bmm(feats, coef.transpose(1, 2))  # (n, P, R)
     if mode == "subregion":
-        return scores.gather(2, cells.clamp(min=0)[:, :, None]).squeeze(2)
+        # each pixel's own cell vector, then one dot product: n·P·K work instead of n·P·R·K
+        index = cells.clamp(min=0)[:, :, None].expand(-1, -1, coef.shape[2])
+        return (feats * coef.gather(1, index)).sum(dim=2)
+    scores = torch.bmm(feats, coef.transpose(1, 2))  # (n, P, R)
     in_grid = torch.arange(scores.shape[2], device=scores.device) < num_cells[:, None, None]
     prob = torch.where(in_grid, scores.sigmoid(), 0.0).sum(dim=2).clamp(0, 1)
     return torch.logit(prob, eps=_LOGIT_EPS)
@@ -141,6 +143,7 @@ def blend(
     r2: torch.Tensor,
     mode: str = "subregion",
     max_elements: int = 2**25,
+    chunk_size: int = 64,
 ) -> MaskWindows:
     """Masks of N instances on their box windows.
 
@@ -151,8 +154,10 @@ def blend(
     ``subregion``: logit(u, v) = <coef[n, cell(u, v)], bases[im, :, v, u]>.
     ``sum_sigmoid``: probability clamp(Σ_j σ(<coef[n, j], F>), 0, 1) over the r2·r1 cells,
     stored as its logit (probabilities clamped to [1e-6, 1 - 1e-6]).
-    Instances are processed in chunks of n with n·max(K, R)·Hw·Ww ≤ ``max_elements`` (the
-    gathered window features and the per-cell scores of a chunk).
+    Instances are processed by increasing window size in chunks of at most ``chunk_size``,
+    each padded only to its own largest window and kept to n·max(K, R)·Hw·Ww ≤ ``max_elements``
+    (the gathered window features and per-cell scores), so a few large objects do not make
+    every small one pay for their window.
     """
     _check_mode(mode)
     num_images, channels, height, width = bases.shape
@@ -169,17 +174,26 @@ def blend(
     cells = subregion_index(boxes, r1, r2, ys, xs)
     valid = (cells >= 0) & (ys < height) & (xs < width)
     ys, xs = ys.clamp(max=height - 1), xs.clamp(max=width - 1)
-    pixels = (im_inds[:, None, None] * height + ys) * width + xs  # (N, Hw, Ww)
     table = bases.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
-    chunk = max(1, max_elements // (max(channels, coef.shape[1]) * win_h * win_w))
-    logits = []
-    for start in range(0, len(boxes), chunk):
-        sl = slice(start, start + chunk)
-        feats = table.index_select(0, pixels[sl].reshape(-1))
-        feats = feats.view(len(cells[sl]), win_h * win_w, channels)
-        logits.append(_cell_logits(feats, coef[sl], cells[sl].flatten(1), (r1 * r2)[sl], mode))
+    heights, widths = (y_end - y0).clamp(min=1), (x_end - x0).clamp(min=1)
+    order = torch.argsort(heights * widths)
+    per_element = max(channels, coef.shape[1])
+    logits, start = [], 0
+    while start < len(boxes):
+        idx = order[start : start + chunk_size]
+        h_c, w_c = int(heights[idx].max()), int(widths[idx].max())
+        idx = idx[: max(1, max_elements // (per_element * h_c * w_c))]
+        ys_c = y0[idx, None, None] + torch.arange(h_c, device=device)[:, None]
+        xs_c = x0[idx, None, None] + torch.arange(w_c, device=device)
+        cells_c = subregion_index(boxes[idx], r1[idx], r2[idx], ys_c, xs_c)
+        pixels = (im_inds[idx, None, None] * height + ys_c.clamp(max=height - 1)) * width
+        pixels = pixels + xs_c.clamp(max=width - 1)
+        feats = table.index_select(0, pixels.reshape(-1)).view(len(idx), h_c * w_c, channels)
+        chunk = _cell_logits(feats, coef[idx], cells_c.flatten(1), (r1 * r2)[idx], mode)
+        logits.append(F.pad(chunk.view(len(idx), h_c, w_c), (0, win_w - w_c, 0, win_h - h_c)))
+        start += len(idx)
     if logits:
-        out = torch.cat(logits).view(len(boxes), win_h, win_w)
+        out = torch.cat(logits)[torch.argsort(order)]
     else:
         out = (coef.sum() * 0 + bases.sum() * 0).expand(0, win_h, win_w)
     return MaskWindows(logits=out, valid=valid, origin=origin)
