@@ -232,3 +232,16 @@ def test_train_net_trains_and_evaluates(synthetic, tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert (tmp_path / "eval" / "inference" / "synthetic_vis_val" / "results.zip").is_file()
     assert "synthetic_vis_val" in evaluated.stdout + evaluated.stderr
+
+
+def test_train_net_explains_unreachable_weights_and_missing_files(tmp_path):
+    args = [str(REPO / "tools" / "train_net.py"), "--config-file",
+            str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"), *TINY,
+            "OUTPUT_DIR", str(tmp_path)]
+    url = run_python(*args, "MODEL.WEIGHTS", "https://unreachable.invalid/R-50.pkl", timeout=300)
+    assert url.returncode != 0
+    assert "could not fetch MODEL.WEIGHTS https://unreachable.invalid/R-50.pkl" in url.stderr
+    missing = run_python(*args[:3], "--eval-only", *args[3:], "MODEL.WEIGHTS",
+                         str(tmp_path / "nope.pth"), timeout=300)
+    assert missing.returncode != 0
+    assert f"MODEL.WEIGHTS file {tmp_path / 'nope.pth'} does not exist" in missing.stderr
