@@ -183,12 +183,8 @@ def test_video_inference_tracks_and_original_resolution(synthetic):
 
 
 def test_train_net_trains_and_evaluates(synthetic, tmp_path):
-    root, _, _ = synthetic
-    datasets = tmp_path / "datasets"
-    datasets.mkdir()
-    os.symlink(root, datasets / "synthetic_vis")
+    env = _datasets_env(synthetic[0], tmp_path)
     out = tmp_path / "out"
-    env = {**os.environ, "DETECTRON2_DATASETS": str(datasets)}
     args = [
         str(REPO / "tools" / "train_net.py"),
         "--config-file",
@@ -234,14 +230,24 @@ def test_train_net_trains_and_evaluates(synthetic, tmp_path):
     assert "synthetic_vis_val" in evaluated.stdout + evaluated.stderr
 
 
-def test_train_net_explains_unreachable_weights_and_missing_files(tmp_path):
+def _datasets_env(root, tmp_path):
+    """An environment whose $DETECTRON2_DATASETS holds the fixture's synthetic set."""
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    os.symlink(root, datasets / "synthetic_vis")
+    return {**os.environ, "DETECTRON2_DATASETS": str(datasets)}
+
+
+def test_train_net_explains_unreachable_weights_and_missing_files(synthetic, tmp_path):
+    env = _datasets_env(synthetic[0], tmp_path)
     args = [str(REPO / "tools" / "train_net.py"), "--config-file",
             str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"), *TINY,
-            "OUTPUT_DIR", str(tmp_path)]
-    url = run_python(*args, "MODEL.WEIGHTS", "https://unreachable.invalid/R-50.pkl", timeout=300)
+            "OUTPUT_DIR", str(tmp_path / "out")]
+    url = run_python(*args, "MODEL.WEIGHTS", "https://unreachable.invalid/R-50.pkl", env=env,
+                     timeout=300)
     assert url.returncode != 0
     assert "could not fetch MODEL.WEIGHTS https://unreachable.invalid/R-50.pkl" in url.stderr
     missing = run_python(*args[:3], "--eval-only", *args[3:], "MODEL.WEIGHTS",
-                         str(tmp_path / "nope.pth"), timeout=300)
+                         str(tmp_path / "nope.pth"), env=env, timeout=300)
     assert missing.returncode != 0
     assert f"MODEL.WEIGHTS file {tmp_path / 'nope.pth'} does not exist" in missing.stderr
