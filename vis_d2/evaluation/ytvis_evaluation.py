@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import json
 import logging
@@ -153,7 +152,7 @@ class YTVISEvaluator(DatasetEvaluator):
             )
             return OrderedDict()
         result = evaluate_ytvis(
-            gt, copy.deepcopy(results), gt_source=self._json_file, results_source="predictions"
+            gt, results, gt_source=self._json_file, results_source="predictions"
         )
         logger.info(
             f"Evaluation of {self._dataset_name} (YouTube-VIS protocol):\n{result.summary()}"

@@ -273,7 +273,7 @@ class SGNet(nn.Module):
         scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
         displacements = None
         if self.movement_head is not None:
-            cur = [out.head["bbox_towers"][i] for i in range(len(out.strides))]
+            cur = out.head["bbox_towers"]
             if self._prev_towers is not None and len(det):
                 towers = self.movement_head.forward_towers(cur, self._prev_towers)
                 strides = torch.tensor(out.strides, device=self.device)[det.fpn_levels]
