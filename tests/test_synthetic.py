@@ -9,7 +9,7 @@ import pycocotools.mask as mask_util
 import pytest
 
 from vis_d2.data import synthetic
-from vis_d2.data.synthetic import CLASS_NAMES, MIN_VISIBLE_AREA, generate
+from vis_d2.data.synthetic import CLASS_HUES, CLASS_NAMES, MIN_VISIBLE_AREA, generate
 
 SMALL = {"num_videos": 3, "num_frames": 4, "width": 96, "height": 64, "progress": False}
 
@@ -198,3 +198,19 @@ def test_cli_process_reports_errors_without_traceback(tmp_path, python):
                   "--frames", "1")
     assert proc.returncode == 2
     assert "cannot be written" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("cls", range(len(CLASS_NAMES)))
+def test_main_colour_is_drawn_around_the_class_hue(cls):
+    """About half of an object's texture (all of a solid one) is near its class's hue, little
+    of it near another class's: colour family is a class cue, as the module says."""
+    own, other = [], []
+    for seed in range(12):
+        texture = synthetic._object_texture(np.random.default_rng(seed), cls)
+        hsv = cv2.cvtColor(np.clip(texture, 0, 255).astype(np.uint8), cv2.COLOR_BGR2HSV_FULL)
+        hue = hsv[..., 0].astype(np.float64) / 256
+        for k, centre in enumerate(CLASS_HUES):
+            near = float(np.mean(np.abs((hue - centre + 0.5) % 1 - 0.5) < 0.07))
+            (own if k == cls else other).append(near)
+    assert np.mean(own) > 0.35
+    assert np.mean(other) < 0.15

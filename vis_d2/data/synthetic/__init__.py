@@ -1,7 +1,9 @@
 """Synthetic video instance segmentation data in the YouTube-VIS 2019 on-disk format.
 
-Every video shows 1-6 shapes (classes: ``CLASS_NAMES``) with random colours and textures (solid,
-stripes, checker, noise) over a textured, slowly panning background. Shapes move with
+Every video shows 1-6 shapes (classes: ``CLASS_NAMES``) with textures (solid, stripes, checker,
+noise) over a textured, slowly panning background. A shape's main colour is drawn around its
+class's hue (``CLASS_HUES``, +-0.05), its second colour from any hue, so class is told by outline
+and by colour family, as real categories have characteristic appearance. Shapes move with
 acceleration, bounce off the frame walls or enter and leave the frame, change scale, rotate and
 occlude each other (fixed z-order per video). Ground truth is the *visible* mask of each shape:
 what the shapes in front of it cover is excluded, and a frame where less than
@@ -37,18 +39,21 @@ import numpy as np
 import pycocotools.mask as mask_util
 from tqdm import tqdm
 
-__all__ = ["CLASS_NAMES", "MIN_VISIBLE_AREA", "generate", "main"]
+__all__ = ["CLASS_HUES", "CLASS_NAMES", "MIN_VISIBLE_AREA", "generate", "main"]
 
-CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "hexagon", "cross")
+CLASS_NAMES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "bar")
+# hue (HSV, in [0, 1)) at the centre of each class's main-colour family, in CLASS_NAMES order
+CLASS_HUES: tuple[float, ...] = (0.0, 1 / 6, 2 / 6, 3 / 6, 4 / 6, 5 / 6)
+_HUE_SPREAD = 0.05
 MIN_VISIBLE_AREA = 16  # pixels; a smaller visible part is annotated as null
 MIN_SIDE = 32  # smallest accepted frame width / height, pixels
 MAX_OBJECTS = 6
 JPEG_QUALITY = 90
 SPLITS = ("train", "valid")
 
-_REF_AREA = 320 * 192  # frame area at which object diameters span [16, 160] px
-_MIN_DIAMETER = 16.0
-_MAX_DIAMETER = 160.0
+_REF_AREA = 320 * 192  # frame area at which object diameters span [24, 128] px
+_MIN_DIAMETER = 24.0
+_MAX_DIAMETER = 128.0
 _TEXTURE_SIZE = 128  # side of an object's canonical texture, pixels
 
 
@@ -71,21 +76,29 @@ def _cross(half_width: float = 0.3) -> np.ndarray:
     return pts / math.hypot(1.0, w)
 
 
+def _bar(aspect: float = 3.0) -> np.ndarray:
+    """A rectangle ``aspect`` times as long as it is wide."""
+    pts = np.array([(aspect, 1), (-aspect, 1), (-aspect, -1), (aspect, -1)], dtype=np.float64)
+    return pts / math.hypot(aspect, 1.0)
+
+
 # unit outlines (circumradius 1) in CLASS_NAMES order
 _OUTLINES: tuple[np.ndarray, ...] = (
     _regular_polygon(48, 0.0),
     _regular_polygon(4, np.pi / 4),
     _regular_polygon(3, -np.pi / 2),
     _star(),
-    _regular_polygon(6, 0.0),
     _cross(),
+    _bar(),
 )
 
 
-def _colour(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float]
-            ) -> np.ndarray:
-    """A random colour of any hue as a (3,) float32 BGR vector in [0, 255]."""
-    r, g, b = colorsys.hsv_to_rgb(rng.random(), rng.uniform(*sat), rng.uniform(*val))
+def _colour(rng: np.random.Generator, sat: tuple[float, float], val: tuple[float, float],
+            hue: float | None = None) -> np.ndarray:
+    """A random colour as a (3,) float32 BGR vector in [0, 255]; of any hue, or within
+    ``_HUE_SPREAD`` of ``hue``."""
+    h = rng.random() if hue is None else (hue + rng.uniform(-_HUE_SPREAD, _HUE_SPREAD)) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(h, rng.uniform(*sat), rng.uniform(*val))
     return np.array([b, g, r], dtype=np.float32) * 255.0
 
 
@@ -98,11 +111,12 @@ def _smooth_noise(rng: np.random.Generator, cells: tuple[int, int], size: tuple[
     return (up - lo) / max(hi - lo, 1e-6)
 
 
-def _object_texture(rng: np.random.Generator) -> np.ndarray:
-    """(S, S, 3) float32 texture of one object in its own frame; S = _TEXTURE_SIZE."""
+def _object_texture(rng: np.random.Generator, cls: int) -> np.ndarray:
+    """(S, S, 3) float32 texture of one object of class ``cls`` in its own frame;
+    S = _TEXTURE_SIZE."""
     s = _TEXTURE_SIZE
     yy, xx = np.mgrid[-1:1:s * 1j, -1:1:s * 1j].astype(np.float32)
-    c1 = _colour(rng, (0.45, 1.0), (0.5, 1.0))
+    c1 = _colour(rng, (0.55, 1.0), (0.55, 1.0), hue=CLASS_HUES[cls])
     c2 = _colour(rng, (0.2, 1.0), (0.25, 1.0))
     kind = rng.integers(4)
     if kind == 0:  # solid
@@ -248,7 +262,7 @@ def _render_video(job: tuple[str, int, int, int, int, int, str]) -> dict[str, An
     for i in range(n_obj):
         mode = "bounce" if i == 0 or rng.random() < 0.65 else str(rng.choice(["enter", "leave"]))
         cls = int(rng.integers(len(CLASS_NAMES)))
-        objects.append((cls, _object_texture(rng), *_trajectory(rng, t_len, w, h, k, mode)))
+        objects.append((cls, _object_texture(rng, cls), *_trajectory(rng, t_len, w, h, k, mode)))
     order = rng.permutation(n_obj)  # drawing order, back to front
 
     s_half = _TEXTURE_SIZE / 2.0
