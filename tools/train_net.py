@@ -5,7 +5,10 @@
     python tools/train_net.py --config-file configs/SGNet_R101.yaml --eval-only MODEL.WEIGHTS m.pth
     python tools/train_net.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml
 
-Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU processes (gloo).
+Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU processes (gloo),
+sharing the cores among them unless OMP_NUM_THREADS says otherwise. ``--num-machines``,
+``--machine-rank`` and ``--dist-url`` are detectron2's. ``--resume`` continues from the last
+checkpoint of OUTPUT_DIR (iteration, optimizer, LR schedule, data stream, random states).
 """
 
 from __future__ import annotations
@@ -16,14 +19,13 @@ import os
 import urllib.error
 
 import torch
-from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from vis_d2.config import add_sgnet_config
-from vis_d2.engine import VISTrainer
+from vis_d2.engine import VISCheckpointer, VISTrainer
 
 logger = logging.getLogger("vis_d2")
 
@@ -36,6 +38,9 @@ def setup(args):
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
         cfg.MODEL.DEVICE = "cpu"
     cfg.freeze()
+    local_processes = comm.get_local_size()
+    if cfg.MODEL.DEVICE == "cpu" and local_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
     weights = cfg.MODEL.WEIGHTS
@@ -68,8 +73,8 @@ def main(args):
     if args.eval_only:
         model = VISTrainer.build_model(cfg)
         with explain_download_errors(cfg.MODEL.WEIGHTS):
-            DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
-                cfg.MODEL.WEIGHTS, resume=args.resume
+            VISCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
+                cfg.MODEL.WEIGHTS, resume=args.resume, strict=True
             )
         return VISTrainer.test(cfg, model)
     trainer = VISTrainer(cfg)

@@ -45,6 +45,9 @@ def add_vis_config(cfg: CN) -> CN:
     cfg.INPUT.REF_FRAME_RANGE = 2
     # SOLVER.LR_SCHEDULER_NAME "WarmupExponentialLR" decays to BASE_LR * EXP_DECAY_FINAL
     cfg.SOLVER.EXP_DECAY_FINAL = 0.01
+    # "SGD" (detectron2's) or "ADAMW", both on detectron2's parameter groups
+    cfg.SOLVER.OPTIMIZER = "SGD"
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW only
     add_fcos_config(cfg)
     return cfg
 

@@ -61,6 +61,10 @@ class YTVISDatasetMapper:
     ``INPUT.FORMAT``) and ``instances``/``ref_instances`` with ``gt_boxes``,
     ``gt_classes``, ``gt_masks`` (BitMasks) and ``gt_ids`` (the json's instance ids), plus
     ``frame_idx``/``ref_frame_idx``, ``video_id``, ``height``, ``width``, ``file_name``.
+
+    Frames are chosen with the mapper's own generator when it is given a ``seed``, otherwise
+    from numpy's global one, as detectron2's augmentations draw theirs (the training loader
+    seeds it per sample).
     """
 
     @configurable
@@ -75,9 +79,7 @@ class YTVISDatasetMapper:
         self.augmentations = T.AugmentationList(augmentations)
         self.image_format = image_format
         self.ref_frame_range = ref_frame_range
-        # None: a fresh, per-worker stream (detectron2 seeds each worker's RNGs)
-        self._seed = seed
-        self._rng = None
+        self._rng = np.random.default_rng(seed) if seed is not None else None
         logger.info(
             f"[YTVISDatasetMapper] augmentations: {augmentations}, "
             f"reference frames within ±{ref_frame_range}"
@@ -91,12 +93,10 @@ class YTVISDatasetMapper:
             "ref_frame_range": cfg.INPUT.REF_FRAME_RANGE,
         }
 
-    @property
-    def rng(self) -> np.random.Generator:
-        if self._rng is None:
-            seed = self._seed if self._seed is not None else np.random.randint(2**31)
-            self._rng = np.random.default_rng(seed)
-        return self._rng
+    def _frame_rng(self) -> np.random.Generator:
+        if self._rng is not None:
+            return self._rng
+        return np.random.default_rng(np.random.randint(2**32, dtype=np.uint64))
 
     def _frame(self, video: dict, idx: int, image: np.ndarray, transforms: T.TransformList):
         image = transforms.apply_image(image)
@@ -116,8 +116,9 @@ class YTVISDatasetMapper:
                 f"video {video['video_id']} has no annotations; it cannot be trained on"
             )
         length = video["length"]
-        key = int(self.rng.integers(length))
-        ref = sample_reference_frame(key, length, self.ref_frame_range, self.rng)
+        rng = self._frame_rng()
+        key = int(rng.integers(length))
+        ref = sample_reference_frame(key, length, self.ref_frame_range, rng)
         key_image = _read_frame(video, key, self.image_format)
         aug_input = T.AugInput(key_image)
         transforms = self.augmentations(aug_input)  # decided once, applied to both frames
