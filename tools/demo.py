@@ -1,0 +1,242 @@
+#!/usr/bin/env python
+"""Run SG-Net on a video and write the tracked instances as an overlay video (detectron2's
+demo/demo.py, for videos).
+
+    python tools/demo.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml \\
+        --input datasets/synthetic_vis/valid/JPEGImages/valid_00000 --output demo_out/ --json \\
+        MODEL.WEIGHTS output/sgnet_r18_synthetic/model_final.pth
+    python tools/demo.py --exported exported_model/ --input clip.mp4 --output out/clip.mp4
+
+The input is a video file, a folder of frames or a quoted glob of frames; it is read one frame
+at a time and run online (each frame sees only the past), so memory does not grow with the
+video's length. ``--output`` is an .mp4 path or a folder (the video is then named after the
+input); the json and the PNG folder go beside the video. Outputs are written under temporary
+names and only moved into place when the whole video has been processed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+from detectron2.utils.logger import setup_logger
+from tqdm import tqdm
+
+from vis_d2.engine import CheckpointError
+from vis_d2.export import ExportedSGNet, ExportUnavailableError
+from vis_d2.modeling import SGNet
+from vis_d2.utils.predictor import (
+    FramePreprocessor,
+    build_sgnet,
+    dataset_ids,
+    metadata_of,
+    setup_cfg,
+)
+from vis_d2.utils.tracks import TrackResults
+from vis_d2.utils.video_io import (
+    FrameSource,
+    Mp4Writer,
+    StagedOutputs,
+    VideoIOError,
+    ensure_directory,
+    open_frames,
+)
+from vis_d2.utils.visualizer import TrackVisualizer
+
+logger = logging.getLogger("vis_d2.demo")
+
+DEFAULT_FPS = 10.0  # frame folders and globs carry no frame rate
+
+
+def positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def get_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="SG-Net video instance segmentation demo",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    model = parser.add_mutually_exclusive_group(required=True)
+    model.add_argument("--config-file", metavar="FILE", help="path to the model's config file")
+    model.add_argument(
+        "--exported",
+        metavar="DIR",
+        help="run a model exported by tools/export_model.py instead (its config is inside)",
+    )
+    parser.add_argument(
+        "--input", required=True, help="a video file, a folder of frames, or a quoted glob"
+    )
+    parser.add_argument(
+        "--output", required=True, help="an .mp4 file, or a folder to write <input name>.mp4 to"
+    )
+    parser.add_argument(
+        "--confidence-threshold",
+        type=float,
+        default=0.3,
+        help="minimum score of the instances drawn and written to the json (default 0.3); "
+        "the tracker sees all of the model's detections",
+    )
+    parser.add_argument(
+        "--fps",
+        type=positive_float,
+        default=None,
+        help=f"output frame rate (default: the input video's, {DEFAULT_FPS:g} for frames)",
+    )
+    parser.add_argument(
+        "--save-frames", action="store_true", help="also write each overlay frame as a PNG"
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="also write a YouTube-VIS results json (one entry "
+        "per track: video_id 1, category_id, score, per-frame RLE or null)"
+    )
+    parser.add_argument(
+        "opts",
+        default=[],
+        nargs=argparse.REMAINDER,
+        help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth",
+    )
+    return parser
+
+
+@dataclass
+class OutputPaths:
+    video: Path
+    json: Path | None
+    frames: Path | None
+
+
+def output_paths(output: str, name: str, *, save_json: bool, save_frames: bool) -> OutputPaths:
+    """Where the outputs go; creates the folder that holds them.
+
+    Raises:
+        VideoIOError: naming the path that cannot be written.
+    """
+    out = Path(output)
+    if out.suffix.lower() == ".mp4":
+        if out.is_dir():
+            raise VideoIOError(f"output {out} is a directory, not an .mp4 file")
+        ensure_directory(out.parent)
+        video = out
+    else:
+        video = ensure_directory(out) / f"{name}.mp4"
+    return OutputPaths(
+        video=video,
+        json=video.with_suffix(".json") if save_json else None,
+        frames=video.with_name(f"{video.stem}_frames") if save_frames else None,
+    )
+
+
+def run(
+    model: SGNet | ExportedSGNet,
+    source: FrameSource,
+    paths: OutputPaths,
+    *,
+    preprocess: FramePreprocessor,
+    visualizer: TrackVisualizer,
+    results: TrackResults,
+    fps: float,
+    threshold: float,
+) -> int:
+    """Stream ``source`` through ``model`` (``reset``/``inference_frame``) into the outputs;
+    returns the number of frames. Nothing is left at ``paths`` unless every frame succeeded."""
+    with StagedOutputs() as staged:
+        writer = Mp4Writer(staged.file(paths.video), fps)
+        frames_dir = staged.directory(paths.frames) if paths.frames else None
+        model.reset()
+        model_seconds, num_frames = 0.0, 0
+        bar = tqdm(source, total=source.num_frames, unit="frame", desc=source.name)
+        try:
+            for t, (_, frame) in enumerate(bar):
+                inputs = preprocess(frame)
+                start = time.perf_counter()
+                instances = model.inference_frame(inputs).to("cpu")
+                model_seconds += time.perf_counter() - start
+                instances = instances[instances.scores >= threshold]
+                overlay = visualizer.draw(frame, instances)
+                writer.write(overlay)
+                if frames_dir is not None:
+                    png = frames_dir / f"{t:05d}.png"
+                    if not cv2.imwrite(str(png), overlay):
+                        raise VideoIOError(f"cannot write frame {png}")
+                if paths.json is not None:
+                    results.add(instances)
+                num_frames = t + 1
+                bar.set_postfix(model_fps=f"{num_frames / max(model_seconds, 1e-9):.1f}")
+        finally:
+            writer.close()
+            bar.close()
+        if paths.json is not None:
+            json_file = staged.file(paths.json)
+            try:
+                json_file.write_text(json.dumps(results.results()))
+            except OSError as e:
+                raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
+        staged.commit()
+    width, height = writer.size
+    logger.info(
+        f"{num_frames} frames of {source.description}, "
+        f"{num_frames / max(model_seconds, 1e-9):.1f} FPS (model only)"
+    )
+    logger.info(f"wrote video {paths.video} ({width}x{height}, {num_frames} frames, {fps:g} fps)")
+    if paths.json is not None:
+        logger.info(f"wrote {len(results.track_ids)} tracks to {paths.json}")
+    if paths.frames is not None:
+        logger.info(f"wrote {num_frames} PNG frames to {paths.frames}")
+    return num_frames
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = get_parser().parse_args(argv)
+    try:
+        if args.exported:
+            model = ExportedSGNet(args.exported, opts=args.opts)
+            cfg = model.cfg
+            logger.info(f"running the {model.format} export in {args.exported}")
+        else:
+            cfg = setup_cfg(args.config_file, args.opts)
+            model = build_sgnet(cfg)
+        source = open_frames(args.input)
+        paths = output_paths(
+            args.output, source.name, save_json=args.json, save_frames=args.save_frames
+        )
+        metadata = metadata_of(cfg)
+        run(
+            model,
+            source,
+            paths,
+            preprocess=FramePreprocessor(cfg),
+            visualizer=TrackVisualizer(metadata),
+            results=TrackResults(1, dataset_ids(metadata, cfg.MODEL.FCOS.NUM_CLASSES)),
+            fps=args.fps or source.fps or DEFAULT_FPS,
+            threshold=args.confidence_threshold,
+        )
+    except (VideoIOError, FileNotFoundError, CheckpointError, ExportUnavailableError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def setup_logging() -> None:
+    """Log to the console as detectron2's tools do (kept out of :func:`main`, which can be
+    called from other code)."""
+    setup_logger(name="fvcore")
+    setup_logger(name="detectron2")
+    setup_logger(name="vis_d2", abbrev_name="vis_d2")
+
+
+if __name__ == "__main__":
+    setup_logging()
+    sys.exit(main())

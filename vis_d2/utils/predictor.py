@@ -1,0 +1,114 @@
+"""Config, model and per-frame input preparation for running SG-Net outside the trainer
+(the video counterpart of detectron2's ``DefaultPredictor`` set-up)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from detectron2.config import CfgNode, get_cfg
+from detectron2.data import Metadata, MetadataCatalog
+from detectron2.data import detection_utils as utils
+from detectron2.data import transforms as T
+from detectron2.modeling import build_model
+from torch import nn
+
+from ..config import add_sgnet_config
+from ..engine.checkpoint import VISCheckpointer
+
+__all__ = [
+    "FramePreprocessor",
+    "build_sgnet",
+    "check_weights",
+    "dataset_ids",
+    "metadata_of",
+    "setup_cfg",
+]
+
+logger = logging.getLogger(__name__)
+
+
+def setup_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
+    """A frozen config from ``config_file`` and ``KEY VALUE`` overrides; CUDA devices fall
+    back to the CPU when no GPU is available.
+
+    Raises:
+        FileNotFoundError: ``config_file`` does not exist.
+    """
+    if not os.path.isfile(config_file):
+        raise FileNotFoundError(f"config file {config_file} does not exist")
+    cfg = add_sgnet_config(get_cfg())
+    cfg.merge_from_file(config_file)
+    cfg.merge_from_list(list(opts))
+    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
+        cfg.MODEL.DEVICE = "cpu"
+    cfg.freeze()
+    return cfg
+
+
+def check_weights(cfg: CfgNode) -> None:
+    """Fail early on a ``MODEL.WEIGHTS`` file that does not exist (URLs are not checked).
+
+    Raises:
+        FileNotFoundError: naming the missing file.
+    """
+    weights = cfg.MODEL.WEIGHTS
+    if weights and "://" not in weights and not os.path.isfile(weights):
+        raise FileNotFoundError(f"MODEL.WEIGHTS file {weights} does not exist")
+
+
+def build_sgnet(cfg: CfgNode) -> nn.Module:
+    """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded (random initialisation, with a
+    warning, when it is empty), in eval mode.
+
+    Raises:
+        FileNotFoundError: ``MODEL.WEIGHTS`` names a file that does not exist.
+        CheckpointError: the file is not a checkpoint or its weights do not fit the model.
+    """
+    check_weights(cfg)
+    model = build_model(cfg)
+    if cfg.MODEL.WEIGHTS:
+        VISCheckpointer(model).load(cfg.MODEL.WEIGHTS, checkpointables=[], strict=True)
+    else:
+        logger.warning("MODEL.WEIGHTS is empty: the model runs with random initialisation")
+    return model.eval()
+
+
+def metadata_of(cfg: CfgNode) -> Metadata:
+    """Metadata (class names, dataset ids) of the first test set, empty when there is none."""
+    if len(cfg.DATASETS.TEST):
+        return MetadataCatalog.get(cfg.DATASETS.TEST[0])
+    return Metadata()
+
+
+def dataset_ids(metadata: Metadata, num_classes: int) -> dict[int, int]:
+    """Contiguous class id → dataset category id, from the metadata where it has one, else
+    id + 1 (YouTube-VIS ids start at 1)."""
+    to_contiguous = metadata.get("thing_dataset_id_to_contiguous_id", {})
+    inverse = {c: d for d, c in to_contiguous.items()}
+    return {c: inverse.get(c, c + 1) for c in range(num_classes)}
+
+
+class FramePreprocessor:
+    """A decoded frame → SGNet's per-frame input, resized as ``YTVISTestMapper`` does
+    (``ResizeShortestEdge`` to ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``).
+
+    ``__call__(frame)``: BGR uint8 (H, W, 3) → ``{"image": (3, H', W') uint8 tensor in
+    INPUT.FORMAT, "height": H, "width": W}``.
+    """
+
+    def __init__(self, cfg: CfgNode):
+        self.augmentations = T.AugmentationList(utils.build_augmentation(cfg, is_train=False))
+        self.input_format = cfg.INPUT.FORMAT
+        if self.input_format not in ("BGR", "RGB"):
+            raise ValueError(f"INPUT.FORMAT {self.input_format} is not supported; use BGR or RGB")
+
+    def __call__(self, frame: np.ndarray) -> dict:
+        image = frame if self.input_format == "BGR" else np.ascontiguousarray(frame[:, :, ::-1])
+        height, width = image.shape[:2]
+        image = self.augmentations(T.AugInput(image)).apply_image(image)
+        tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
+        return {"image": tensor, "height": height, "width": width}

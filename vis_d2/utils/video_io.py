@@ -1,0 +1,298 @@
+"""Reading videos frame by frame (video files, frame folders, globs) and writing results safely.
+
+Frames are BGR ``uint8`` arrays of shape (H, W, 3), decoded one at a time, so memory does not
+grow with the video's length.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import re
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "FrameSource",
+    "Mp4Writer",
+    "StagedOutputs",
+    "VideoIOError",
+    "ensure_directory",
+    "open_frames",
+]
+
+logger = logging.getLogger(__name__)
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class VideoIOError(RuntimeError):
+    """An input that cannot be read or an output that cannot be written; the message names the
+    path."""
+
+
+def _natural_key(path: str) -> list:
+    """Sort key that orders ``frame2`` before ``frame10``."""
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path)]
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(IMAGE_EXTENSIONS)
+
+
+class FrameSource:
+    """The frames of one video, decoded lazily while iterating.
+
+    Iterating yields ``(label, frame)``: ``label`` names the frame in messages (its file, or
+    ``"<video> frame <t>"``), ``frame`` is BGR uint8 (H, W, 3). Every frame must have the size
+    of the first one. ``name`` is a short name for output files, ``fps`` the video file's frame
+    rate (None for images), ``num_frames`` the frame count when known in advance (None for a
+    video file whose container does not say).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        description: str,
+        *,
+        images: list[str] | None = None,
+        video: str | None = None,
+        fps: float | None = None,
+        num_frames: int | None = None,
+    ):
+        self.name = name
+        self.description = description
+        self.fps = fps
+        self.num_frames = num_frames
+        self._images = images
+        self._video = video
+
+    def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
+        frames = self._read_images() if self._images is not None else self._read_video()
+        first_shape = None
+        for label, frame in frames:
+            if first_shape is None:
+                first_shape = frame.shape
+            elif frame.shape != first_shape:
+                raise VideoIOError(
+                    f"frame {label} is {frame.shape[1]}x{frame.shape[0]}, but the first frame of "
+                    f"{self.description} is {first_shape[1]}x{first_shape[0]}"
+                )
+            yield label, frame
+
+    def _read_images(self) -> Iterator[tuple[str, np.ndarray]]:
+        for path in self._images:
+            frame = cv2.imread(path, cv2.IMREAD_COLOR)
+            if frame is None:
+                reason = "it does not exist" if not os.path.exists(path) else "it is not an image"
+                raise VideoIOError(f"cannot decode frame {path}: {reason}")
+            yield path, frame
+
+    def _read_video(self) -> Iterator[tuple[str, np.ndarray]]:
+        capture = cv2.VideoCapture(self._video)
+        try:
+            if not capture.isOpened():
+                raise VideoIOError(f"cannot open video {self._video}")
+            t = 0
+            while True:
+                ok, frame = capture.read()
+                if not ok:
+                    break
+                yield f"{self._video} frame {t}", frame
+                t += 1
+            if t == 0:
+                raise VideoIOError(f"video {self._video} has no frames that can be decoded")
+            if self.num_frames and t < self.num_frames:
+                logger.warning(
+                    f"{self._video}: decoded {t} frames, the container announced {self.num_frames}"
+                )
+        finally:
+            capture.release()
+
+
+def _image_sequence(paths: list[str], name: str, description: str) -> FrameSource:
+    return FrameSource(name, description, images=paths, num_frames=len(paths))
+
+
+def _list_directory(path: str) -> list[str]:
+    try:
+        entries = os.listdir(path)
+    except OSError as e:
+        raise VideoIOError(f"cannot read input directory {path}: {e.strerror}") from e
+    files = [os.path.join(path, f) for f in entries if _is_image(f)]
+    return sorted((f for f in files if os.path.isfile(f)), key=_natural_key)
+
+
+def _probe_video(path: str) -> FrameSource:
+    capture = cv2.VideoCapture(path)
+    try:
+        if not capture.isOpened():
+            raise VideoIOError(f"cannot open video {path}: not a video file cv2 can decode")
+        ok, _ = capture.read()
+        if not ok:
+            raise VideoIOError(f"video {path} has no frames that can be decoded")
+        fps = capture.get(cv2.CAP_PROP_FPS)
+        count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+    return FrameSource(
+        Path(path).stem,
+        f"video {path}",
+        video=path,
+        fps=fps if fps and fps > 0 else None,
+        num_frames=count if count > 0 else None,
+    )
+
+
+def open_frames(spec: str) -> FrameSource:
+    """A :class:`FrameSource` for ``spec``: a video file (anything cv2 can decode), an image
+    file (a one-frame video), a folder of images or a glob of image files (both in natural
+    order). Checks that the input exists, can be read and has at least one frame; a frame
+    that cannot be decoded is reported when it is reached.
+
+    Raises:
+        VideoIOError: naming the path, when the input is missing, unreadable or empty.
+    """
+    if os.path.isdir(spec):
+        frames = _list_directory(spec)
+        if not frames:
+            raise VideoIOError(
+                f"input directory {spec} has no frames (no files ending in "
+                f"{', '.join(IMAGE_EXTENSIONS)})"
+            )
+        name = Path(os.path.abspath(spec)).name
+        return _image_sequence(frames, name, f"directory {spec}")
+    if os.path.isfile(spec):
+        if not os.access(spec, os.R_OK):
+            raise VideoIOError(f"cannot read input {spec}: permission denied")
+        if _is_image(spec):
+            return _image_sequence([spec], Path(spec).stem, f"image {spec}")
+        return _probe_video(spec)
+    if _GLOB_CHARS.search(spec):
+        matches = glob.glob(spec)
+        frames = [f for f in matches if _is_image(f) and os.path.isfile(f)]
+        frames.sort(key=_natural_key)
+        if not frames:
+            raise VideoIOError(
+                f"input glob {spec} matches no image files ({len(matches)} matches in all)"
+            )
+        name = Path(os.path.abspath(frames[0])).parent.name
+        return _image_sequence(frames, name, f"glob {spec}")
+    raise VideoIOError(f"input {spec} does not exist")
+
+
+def ensure_directory(path: str | os.PathLike) -> Path:
+    """Create the folder ``path`` (and its parents) if needed.
+
+    Raises:
+        VideoIOError: naming ``path`` when it cannot be created or written to.
+    """
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as e:
+        raise VideoIOError(f"cannot write to {path}: it exists and is not a directory") from e
+    except OSError as e:
+        raise VideoIOError(f"cannot create output directory {path}: {e.strerror}") from e
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise VideoIOError(f"cannot write to output directory {path}: permission denied")
+    return path
+
+
+class StagedOutputs:
+    """Outputs written under temporary names beside their final paths.
+
+    :meth:`commit` renames them into place (replacing older outputs of the same names);
+    :meth:`discard`, which also runs when a ``with`` block is left by an exception, deletes
+    them, so a failed run leaves nothing that looks like a finished output.
+    """
+
+    def __init__(self):
+        self._staged: list[tuple[Path, Path]] = []
+
+    def _temporary(self, final: Path) -> Path:
+        tmp = final.parent / f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}"
+        self._staged.append((tmp, final))
+        return tmp
+
+    def file(self, final: str | os.PathLike) -> Path:
+        """A temporary path (same folder and suffix) to write ``final`` to."""
+        return self._temporary(Path(final))
+
+    def directory(self, final: str | os.PathLike) -> Path:
+        """A new, empty temporary folder beside ``final`` to fill with its contents."""
+        tmp = self._temporary(Path(final))
+        try:
+            tmp.mkdir()
+        except OSError as e:
+            raise VideoIOError(f"cannot create {tmp}: {e.strerror}") from e
+        return tmp
+
+    def commit(self) -> list[Path]:
+        """Move everything into place; returns the final paths."""
+        for tmp, final in self._staged:
+            if final.is_dir() and not final.is_symlink():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+        done = [final for _, final in self._staged]
+        self._staged = []
+        return done
+
+    def discard(self) -> None:
+        """Delete whatever was staged and not committed."""
+        for tmp, _ in self._staged:
+            if tmp.is_dir() and not tmp.is_symlink():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+        self._staged = []
+
+    def __enter__(self) -> StagedOutputs:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            self.discard()
+
+
+class Mp4Writer:
+    """Writes BGR uint8 (H, W, 3) frames, all of one size, to an mp4 file (codec mp4v) at
+    ``fps`` frames per second. The file is opened with the first frame's size."""
+
+    def __init__(self, path: str | os.PathLike, fps: float):
+        if fps <= 0:
+            raise ValueError(f"fps must be positive, got {fps}")
+        self.path = str(path)
+        self.fps = float(fps)
+        self.size: tuple[int, int] | None = None  # (width, height)
+        self.num_frames = 0
+        self._writer: cv2.VideoWriter | None = None
+
+    def write(self, frame: np.ndarray) -> None:
+        height, width = frame.shape[:2]
+        if self._writer is None:
+            self._writer = cv2.VideoWriter(
+                self.path, cv2.VideoWriter_fourcc(*"mp4v"), self.fps, (width, height)
+            )
+            if not self._writer.isOpened():
+                raise VideoIOError(f"cannot write video {self.path} (cv2.VideoWriter, mp4v)")
+            self.size = (width, height)
+        elif (width, height) != self.size:
+            raise ValueError(
+                f"frame is {width}x{height}, the video {self.path} is {self.size[0]}x{self.size[1]}"
+            )
+        self._writer.write(np.ascontiguousarray(frame))
+        self.num_frames += 1
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.release()
+            self._writer = None
