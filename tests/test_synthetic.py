@@ -171,12 +171,12 @@ def test_cli_generates(tmp_path, python):
     out = tmp_path / "cli"
     proc = python("-m", "vis_d2.data.synthetic", "--out", str(out), "--videos", "2",
                   "--frames", "3", "--seed", "5", "--width", "64", "--height", "48",
-                  "--no-progress")
+                  "--val-videos", "2", "--no-progress")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "train: 2 videos, 6 frames" in proc.stdout
     data = json.loads((out / "valid.json").read_text())
-    assert len(data["videos"]) == 1 and data["videos"][0]["length"] == 3
+    assert len(data["videos"]) == 2 and data["videos"][0]["length"] == 3
 
 
 @pytest.mark.parametrize("argv, message", [

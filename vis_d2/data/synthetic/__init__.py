@@ -480,13 +480,15 @@ def main(argv: list[str] | None = None) -> int:
                     "2019 format: DIR/{train,valid}/JPEGImages/<video>/*.jpg and "
                     "DIR/{train,valid}.json.")
     parser.add_argument("--out", required=True, help="output folder DIR")
-    parser.add_argument("--videos", type=_int_at_least(1), default=60,
-                        help="train videos (default 60)")
-    parser.add_argument("--frames", type=_int_at_least(1), default=20,
-                        help="frames per video (default 20)")
+    # the defaults are the set configs/synthetic/SGNet_R18_synthetic.yaml is sized for: many short
+    # videos, since appearance varies across instances far more than across frames
+    parser.add_argument("--videos", type=_int_at_least(1), default=400,
+                        help="train videos (default 400)")
+    parser.add_argument("--frames", type=_int_at_least(1), default=8,
+                        help="frames per video (default 8)")
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
-    parser.add_argument("--val-videos", type=_int_at_least(1), default=None,
-                        help="valid videos (default max(1, videos // 5))")
+    parser.add_argument("--val-videos", type=_int_at_least(1), default=20,
+                        help="valid videos (default 20)")
     parser.add_argument("--width", type=_int_at_least(MIN_SIDE), default=320,
                         help="frame width in pixels (default 320)")
     parser.add_argument("--height", type=_int_at_least(MIN_SIDE), default=192,
