@@ -1,0 +1,153 @@
+"""tools/benchmark.py end to end at tiny sizes, and the part timer it is built on."""
+
+import json
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from detectron2.layers import FrozenBatchNorm2d
+from torch import nn
+
+from vis_d2.utils.benchmark import PartTimer, Probe, estimate_norm_statistics, latency_stats
+
+TOOL = str(REPO / "tools" / "benchmark.py")
+TINY_SGNET = [
+    "--config-file",
+    str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"),
+    "MODEL.FPN.OUT_CHANNELS",
+    "32",
+    "MODEL.FCOS.NUM_CLS_CONVS",
+    "1",
+    "MODEL.FCOS.NUM_BOX_CONVS",
+    "1",
+    "MODEL.SGNET.BASE.CONVS_DIM",
+    "16",
+    "MODEL.SGNET.SAM.CONVS_DIM",
+    "32",
+]
+SGNET_PARTS = {
+    "backbone",
+    "fcos/head",
+    "fcos/postprocess",
+    "mask/bases",
+    "mask/sam_tower",
+    "mask/sam_coefficients",
+    "mask/assemble",
+    "movement/tower",
+    "movement/readout",
+    "tracker",
+    "other",
+}
+
+
+def test_sgnet_against_mask_rcnn_end_to_end(tmp_path):
+    out = tmp_path / "bench"
+    args = ["--device", "cpu", "--threads", "1", "--size", "128x96", "--frames", "2"]
+    args += ["--warmup", "1", "--detections", "5", "1", "--output", str(out), "--profile"]
+    proc = run_python(TOOL, *args, *TINY_SGNET, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    results = json.loads((out / "benchmark.json").read_text())
+    env = results["environment"]
+    assert env["size"] == [128, 96] and env["frames"] == 2 and env["warmup"] == 1
+    assert env["device"] == "cpu" and env["threads"] == 1 and env["memory_measure"]
+    for key in ("sgnet", "mask_rcnn"):
+        settings = results[key]["settings"]
+        assert [s["detections"] for s in settings] == [1, 5]
+        for s in settings:
+            assert s["counts"] == [s["detections"]] * 2, (key, s["counts"])
+            assert s["count_ok"] is True
+            lat = s["latency_ms"]
+            assert set(lat) == {"median", "p90", "mean", "min", "max"}
+            assert 0 < lat["min"] <= lat["median"] <= lat["p90"] <= lat["max"]
+            assert s["fps"] == pytest.approx(2 / (sum(s["frame_ms"]) / 1e3))
+            assert s["memory_mb"]["peak"] > 0
+            # the parts split the frame: they add up to its time
+            assert sum(s["parts_ms"].values()) == pytest.approx(lat["mean"], rel=0.05)
+            assert sum(s["groups_pct"].values()) == pytest.approx(100)
+    # one warm-up frame, so the timed frames run the movement head against their predecessor
+    for s in results["sgnet"]["settings"]:
+        assert set(s["parts_ms"]) == SGNET_PARTS
+    rcnn_parts = set(results["mask_rcnn"]["settings"][0]["parts_ms"])
+    assert {"backbone", "rpn", "roi_heads/box", "roi_heads/mask", "postprocess"} <= rcnn_parts
+
+    ratios = {r["name"]: r for r in results["ratios"]}
+    assert set(ratios) == {
+        "sgnet_scaling",
+        "mask_rcnn_scaling",
+        "sgnet_vs_mask_rcnn",
+        "sgnet_vs_mask_rcnn_without_postprocess",
+        "sgnet_heads_share",
+    }
+    sg, base = results["sgnet"]["settings"], results["mask_rcnn"]["settings"]
+    assert ratios["sgnet_scaling"]["value"] == pytest.approx(
+        sg[1]["latency_ms"]["median"] / sg[0]["latency_ms"]["median"]
+    )
+    assert ratios["sgnet_vs_mask_rcnn"]["value"] == pytest.approx(
+        sg[1]["latency_ms"]["median"] / base[1]["latency_ms"]["median"]
+    )
+    heads = sum(sg[1]["groups_pct"][g] for g in ("mask", "movement", "tracker"))
+    assert ratios["sgnet_heads_share"]["value"] == pytest.approx(heads)
+    assert ratios["sgnet_heads_share"]["goal"] == 15.0
+    assert ratios["sgnet_scaling"]["pass"] == (ratios["sgnet_scaling"]["value"] <= 1.10)
+
+    png = (out / "latency_vs_detections.png").read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 10_000
+    profile = (out / "profile.txt").read_text()
+    assert "Self CPU" in profile and "mask/assemble" in profile
+    assert "SG-Net latency(5) / latency(1)" in proc.stdout
+    assert "box post-processing (NMS, top-k)" in proc.stdout
+
+
+def test_fewer_detections_than_forced_are_reported(tmp_path):
+    # 64x64 gives 8x8 + 4x4 + 2x2 locations x 6 classes = 504 candidates in all
+    args = ["--device", "cpu", "--threads", "1", "--size", "64x64", "--frames", "1"]
+    args += ["--warmup", "0", "--detections", "600", "--skip-baseline", "--output", str(tmp_path)]
+    proc = run_python(TOOL, *args, *TINY_SGNET, timeout=300)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "fewer detections than forced: SG-Net at N=600: 504" in proc.stderr
+    assert "504 (SHORT)" in proc.stdout
+    (setting,) = json.loads((tmp_path / "benchmark.json").read_text())["sgnet"]["settings"]
+    assert setting["counts"] == [504] and setting["count_ok"] is False
+
+
+class _Toy(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.first = nn.Linear(4, 4)
+        self.second = nn.Linear(4, 4)
+
+    def helper(self, x):
+        return x * 2
+
+    def forward(self, x):
+        return self.helper(self.second(self.first(x)))
+
+
+def test_part_timer_splits_frames_and_restores_the_model():
+    toy = _Toy()
+    timer = PartTimer(torch.device("cpu"))
+    probes = [Probe(toy.first, "a", "b"), Probe(toy, "c", "d", "helper")]
+    with timer.instrument(probes):
+        with timer.frame() as parts:
+            toy(torch.ones(2, 4))
+        assert set(parts) == {"other", "a", "b", "c", "d"}
+        assert all(v >= 0 for v in parts.values())
+        with pytest.raises(ValueError), timer.frame():
+            raise ValueError("a failing frame")
+        timer.mark("ignored outside a frame")
+    assert not toy.first._forward_hooks and not toy.first._forward_pre_hooks
+    assert "helper" not in vars(toy)
+    assert latency_stats([3.0, 1.0, 2.0])["median"] == 2.0
+
+
+def test_norm_statistics_are_estimated_from_the_input():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), FrozenBatchNorm2d(8), nn.Conv2d(8, 8, 3))
+    x = torch.randn(2, 3, 16, 16) * 50 + 7
+    assert estimate_norm_statistics(model, lambda: model(x)) == 1
+    with torch.no_grad():
+        normalised = model[1](model[0](x))
+    assert normalised.mean(dim=(0, 2, 3)).abs().max() < 1e-3
+    assert (normalised.var(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
+    assert not model[1]._forward_pre_hooks
