@@ -15,12 +15,14 @@ from vis_d2.modeling.sgnet.blender import (
     MaskWindows,
     blend,
     blend_full,
+    frame_masks,
     grid_sizes,
     gt_windows,
     mask_loss,
     paste_windows,
     pool_coefficients,
     pool_matrix,
+    resize_matrix,
     subregion_index,
 )
 from vis_d2.modeling.sgnet.spatial_attention import SpatialAttention
@@ -236,6 +238,36 @@ def test_blend_no_instances():
     assert torch.isfinite(loss) and loss.item() == 0
     loss.backward()
     assert bases.grad is not None and (bases.grad == 0).all()
+
+
+@pytest.mark.parametrize(
+    "in_size, out_size",
+    [((40, 48), (40, 48)), ((37, 45), (90, 101)), ((33, 47), (21, 30)), ((40, 41), (64, 64))],
+)
+def test_frame_masks_equal_resizing_whole_maps(in_size, out_size):
+    """Windows resized and thresholded on their own span equal the whole-map route: paste on
+    the base map, ×2 upsampling, crop to the unpadded input, resize, threshold. Covers up- and
+    down-sizing, a box past the map's edge and boxes in the padding that the crop removes."""
+    bases, im_inds, boxes, coef, r1, r2 = _scene()
+    boxes[1] = torch.tensor([20.5, 17.0, 23.9, 19.8])  # mostly in the padding for odd inputs
+    windows = blend(bases, im_inds, boxes, coef * 3, r1, r2)
+    (in_h, in_w), (out_h, out_w) = in_size, out_size
+    probs = paste_windows(windows, 20, 24)[:, None]
+    probs = F.interpolate(probs, scale_factor=2, mode="bilinear", align_corners=False)
+    probs = F.interpolate(probs[:, :, :in_h, :in_w], size=out_size, mode="bilinear")[:, 0]
+    rows = resize_matrix(20, 2, in_h, out_h)
+    cols = resize_matrix(24, 2, in_w, out_w)
+    for threshold in (0.5, 0.2, 0.9):
+        expected = probs >= threshold
+        masks = frame_masks(windows, rows, cols, threshold)
+        assert masks.shape == expected.shape and masks.dtype == torch.bool
+        near_threshold = (probs - threshold).abs() < 1e-5  # summation order may differ there
+        assert torch.equal(masks[~near_threshold], expected[~near_threshold])
+    assert (probs >= 0.2).any(dim=(1, 2)).sum() >= 5  # not a comparison of empty masks
+    empty = MaskWindows(windows.logits[:0], windows.valid[:0], windows.origin[:0])
+    assert frame_masks(empty, rows, cols, 0.5).shape == (0, out_h, out_w)
+    with pytest.raises(ValueError, match="positive"):
+        frame_masks(windows, rows, cols, 0.0)
 
 
 def test_gt_windows():

@@ -11,7 +11,6 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
@@ -22,9 +21,10 @@ from ..modeling.sgnet import MovementHead, SpatialAttention
 from ..modeling.sgnet.blender import (
     MaskWindows,
     blend,
+    frame_masks,
     grid_sizes,
-    paste_windows,
     pool_coefficients,
+    resize_matrix,
 )
 from ..modeling.sgnet.sgnet import BASE_STRIDE
 from ..modeling.tracking import MovementTracker
@@ -196,12 +196,13 @@ class ExportedSGNet:
         im_inds = torch.zeros_like(det.pred_classes)
         if len(det):
             windows, bases = self._masks(features, det)
-            probs = paste_windows(windows, *bases.shape[-2:])
-            probs = F.interpolate(
-                probs[:, None], scale_factor=BASE_STRIDE, mode="bilinear", align_corners=False
-            )[:, :, :in_h, :in_w]
-            probs = F.interpolate(probs, size=(out_h, out_w), mode="bilinear", align_corners=False)
-            masks = probs[:, 0] >= self.cfg.MODEL.SGNET.MASK_THRESH
+            base_h, base_w = bases.shape[-2:]
+            masks = frame_masks(
+                windows,
+                resize_matrix(base_h, BASE_STRIDE, in_h, out_h, self.device),
+                resize_matrix(base_w, BASE_STRIDE, in_w, out_w, self.device),
+                self.cfg.MODEL.SGNET.MASK_THRESH,
+            )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
         scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)

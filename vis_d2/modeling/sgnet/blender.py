@@ -25,6 +25,8 @@ __all__ = [
     "gt_windows",
     "mask_loss",
     "paste_windows",
+    "resize_matrix",
+    "frame_masks",
 ]
 
 BLEND_MODES = ("subregion", "sum_sigmoid")
@@ -253,3 +255,77 @@ def paste_windows(windows: MaskWindows, height: int, width: int) -> torch.Tensor
     inst, i, j = keep.nonzero(as_tuple=True)
     out = probs.new_zeros((len(probs), height, width))
     return out.index_put((inst, ys[inst, i, 0], xs[inst, 0, j]), probs[inst, i, j])
+
+
+def resize_matrix(
+    size: int, stride: int, crop: int, out_size: int, device: torch.device | None = None
+) -> torch.Tensor:
+    """(out_size, size) matrix of the resizes that bring one axis of the base map to the
+    output: ×``stride`` linear upsampling, the first ``crop`` samples kept (the unpadded input),
+    then a linear resize to ``out_size`` (both ``align_corners=False``, as ``F.interpolate``)."""
+    eye = torch.eye(size, device=device)[None]
+    up = F.interpolate(eye, scale_factor=stride, mode="linear", align_corners=False)[0, :, :crop]
+    eye = torch.eye(crop, device=device)[None]
+    down = F.interpolate(eye, size=out_size, mode="linear", align_corners=False)[0]
+    return (up @ down).t()
+
+
+def _output_span(
+    matrix: torch.Tensor, first: torch.Tensor, last: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For a banded, monotone resize ``matrix`` (out, in) and source ranges [first, last] (N,):
+    the first and last output index (N,) with a non-zero weight on the range (last < first
+    when none has)."""
+    touched = matrix != 0
+    index = torch.arange(len(matrix), device=matrix.device)[:, None]
+    lowest = torch.where(touched, index, len(matrix)).amin(dim=0)
+    highest = torch.where(touched, index, -1).amax(dim=0)
+    reach = int(touched.any(dim=0).nonzero().max())  # sources past it are cropped away
+    return lowest[first.clamp(max=reach)], highest[last.clamp(max=reach)].where(
+        first <= reach, -1
+    )
+
+
+def frame_masks(
+    windows: MaskWindows, rows: torch.Tensor, cols: torch.Tensor, threshold: float
+) -> torch.Tensor:
+    """Bool masks (N, H, W) at output resolution: each window's :meth:`MaskWindows.probs`
+    resized by the (H, h) ``rows`` and (W, w) ``cols`` matrices of :func:`resize_matrix`
+    (h, w: the base map) and compared with ``threshold`` (> 0). Equal to pasting the windows
+    on the base map, resizing whole maps and thresholding, but only the output pixels a window
+    reaches are computed, so the cost follows the instances' sizes, not N·H·W."""
+    if threshold <= 0:
+        raise ValueError(f"the mask threshold must be positive, not {threshold}")
+    probs = windows.probs()
+    num, win_h, win_w = probs.shape
+    out_h, base_h = rows.shape
+    out_w, base_w = cols.shape
+    device = probs.device
+    masks = torch.zeros(num, out_h, out_w, dtype=torch.bool, device=device)
+    if num == 0:
+        return masks
+    # off-map window pixels have probability 0, so clamping their source index adds nothing
+    ys = (windows.origin[:, 0, None] + torch.arange(win_h, device=device)).clamp(max=base_h - 1)
+    xs = (windows.origin[:, 1, None] + torch.arange(win_w, device=device)).clamp(max=base_w - 1)
+    in_box_rows, in_box_cols = windows.valid.any(dim=2), windows.valid.any(dim=1)
+    has_pixels = in_box_rows.any(dim=1)
+    height = torch.where(in_box_rows, torch.arange(win_h, device=device), -1).amax(dim=1) + 1
+    width = torch.where(in_box_cols, torch.arange(win_w, device=device), -1).amax(dim=1) + 1
+    last_y = ys.gather(1, (height - 1).clamp(min=0)[:, None])[:, 0]
+    last_x = xs.gather(1, (width - 1).clamp(min=0)[:, None])[:, 0]
+    top, bottom = _output_span(rows, ys[:, 0], last_y)
+    left, right = _output_span(cols, xs[:, 0], last_x)
+    visible = has_pixels & (bottom >= top) & (right >= left)
+    if not bool(visible.any()):
+        return masks
+    span_h = int((bottom - top + 1)[visible].max())
+    span_w = int((right - left + 1)[visible].max())
+    out_rows = (top[:, None] + torch.arange(span_h, device=device)).clamp(max=out_h - 1)
+    out_cols = (left[:, None] + torch.arange(span_w, device=device)).clamp(max=out_w - 1)
+    row_weights = rows[out_rows[:, :, None], ys[:, None, :]]  # (N, span_h, win_h)
+    col_weights = cols[out_cols[:, :, None], xs[:, None, :]]  # (N, span_w, win_w)
+    resized = row_weights @ probs @ col_weights.transpose(1, 2)
+    inst = torch.arange(num, device=device)[:, None, None]
+    # clamped duplicates at the border carry the same value, so write order does not matter
+    masks[inst, out_rows[:, :, None], out_cols[:, None, :]] = resized >= threshold
+    return masks

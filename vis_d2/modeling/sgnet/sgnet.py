@@ -14,7 +14,15 @@ from torch import nn
 from ..fcos import FCOS, FCOSOutputs, flatten_levels
 from ..tracking.movement_tracker import MovementTracker
 from .base_mask import BaseMaskModule
-from .blender import blend, grid_sizes, gt_windows, mask_loss, paste_windows, pool_coefficients
+from .blender import (
+    blend,
+    frame_masks,
+    grid_sizes,
+    gt_windows,
+    mask_loss,
+    pool_coefficients,
+    resize_matrix,
+)
 from .movement_head import MovementHead, movement_loss, movement_targets
 from .spatial_attention import SpatialAttention
 
@@ -260,14 +268,13 @@ class SGNet(nn.Module):
         if len(det):
             bases = self.base_mask(features)
             windows = self._masks(features, bases, im_inds, det.fpn_levels, det.loc_inds, boxes)
-            probs = paste_windows(windows, *bases.shape[-2:])
-            probs = F.interpolate(
-                probs[:, None], scale_factor=BASE_STRIDE, mode="bilinear", align_corners=False
-            )[:, :, :in_h, :in_w]
-            probs = F.interpolate(probs, size=(out_h, out_w), mode="bilinear", align_corners=False)[
-                :, 0
-            ]
-            masks = probs >= self.mask_thresh
+            base_h, base_w = bases.shape[-2:]
+            masks = frame_masks(
+                windows,
+                resize_matrix(base_h, BASE_STRIDE, in_h, out_h, self.device),
+                resize_matrix(base_w, BASE_STRIDE, in_w, out_w, self.device),
+                self.mask_thresh,
+            )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
         scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
