@@ -89,15 +89,15 @@ def test_killed_training_resumes_as_if_uninterrupted(datasets, tmp_path):
     assert a["model"].keys() == b["model"].keys()
     for k in a["model"]:
         torch.testing.assert_close(b["model"][k], a["model"][k], rtol=0, atol=1e-5, msg=k)
-    # the LR schedule and the optimizer's momentum continued too
+    # the LR schedule and the optimizer's statistics (AdamW's moments, SGD's momentum) too
     assert a["trainer"]["hooks"]["LRScheduler"] == b["trainer"]["hooks"]["LRScheduler"]
-    momenta = a["trainer"]["_trainer"]["optimizer"]["state"]
-    assert momenta, "the checkpoint holds no optimizer state"
-    for i, state in momenta.items():
+    states = a["trainer"]["_trainer"]["optimizer"]["state"]
+    assert states, "the checkpoint holds no optimizer state"
+    for i, state in states.items():
         other = b["trainer"]["_trainer"]["optimizer"]["state"][i]
-        torch.testing.assert_close(
-            other["momentum_buffer"], state["momentum_buffer"], atol=1e-5, rtol=0
-        )
+        assert other.keys() == state.keys()
+        for key, value in state.items():
+            torch.testing.assert_close(other[key], value, atol=1e-5, rtol=0, msg=key)
 
     records = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
     iterations = [r["iteration"] for r in records]
