@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
-from detectron2.utils.logger import setup_logger
 from tqdm import tqdm
 
 from vis_d2.engine import CheckpointError
@@ -37,6 +36,7 @@ from vis_d2.utils.predictor import (
     dataset_ids,
     metadata_of,
     setup_cfg,
+    setup_console_logging,
 )
 from vis_d2.utils.tracks import TrackResults
 from vis_d2.utils.video_io import (
@@ -229,14 +229,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def setup_logging() -> None:
-    """Log to the console as detectron2's tools do (kept out of :func:`main`, which can be
-    called from other code)."""
-    setup_logger(name="fvcore")
-    setup_logger(name="detectron2")
-    setup_logger(name="vis_d2", abbrev_name="vis_d2")
-
-
 if __name__ == "__main__":
-    setup_logging()
+    setup_console_logging()
     sys.exit(main())

@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from detectron2.config import CfgNode
-from detectron2.utils.logger import setup_logger
 
 from vis_d2.engine import CheckpointError
 from vis_d2.export import (
@@ -37,7 +36,13 @@ from vis_d2.export import (
     export_sgnet,
 )
 from vis_d2.export.runner import MANIFEST, require_module
-from vis_d2.utils.predictor import FramePreprocessor, build_sgnet, check_weights, setup_cfg
+from vis_d2.utils.predictor import (
+    FramePreprocessor,
+    build_sgnet,
+    check_weights,
+    setup_cfg,
+    setup_console_logging,
+)
 from vis_d2.utils.video_io import StagedOutputs, VideoIOError, ensure_directory, open_frames
 
 logger = logging.getLogger("vis_d2.export_model")
@@ -177,14 +182,6 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def setup_logging() -> None:
-    """Log to the console as detectron2's tools do (kept out of :func:`main`, which can be
-    called from other code)."""
-    setup_logger(name="fvcore")
-    setup_logger(name="detectron2")
-    setup_logger(name="vis_d2", abbrev_name="vis_d2")
-
-
 if __name__ == "__main__":
-    setup_logging()
+    setup_console_logging()
     sys.exit(main())

@@ -13,7 +13,7 @@ from types import ModuleType
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
-from detectron2.structures import Boxes, Instances
+from detectron2.structures import Instances
 
 from ..config import add_sgnet_config
 from ..modeling.fcos import compute_locations, fcos_inference
@@ -26,7 +26,7 @@ from ..modeling.sgnet.blender import (
     pool_coefficients,
     resize_matrix,
 )
-from ..modeling.sgnet.sgnet import BASE_STRIDE
+from ..modeling.sgnet.sgnet import BASE_STRIDE, tracked_frame
 from ..modeling.tracking import MovementTracker
 from .graphs import split_frame_outputs
 
@@ -192,7 +192,6 @@ class ExportedSGNet:
         in_h, in_w = image.shape[-2:]
         out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
         det = self._detect(head, (in_h, in_w))
-        boxes = det.pred_boxes.tensor
         im_inds = torch.zeros_like(det.pred_classes)
         if len(det):
             windows, bases = self._masks(features, det)
@@ -205,7 +204,6 @@ class ExportedSGNet:
             )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-        scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
         displacements = None
         if self.movement_head is not None:
             cur = head["bbox_towers"]
@@ -215,19 +213,9 @@ class ExportedSGNet:
                 displacements = (
                     self.movement_head.predict(towers, im_inds, det.fpn_levels, det.loc_inds)
                     * strides[:, None]
-                    * scale[:2]
                 )
             self._prev_towers = cur
-        result = Instances((out_h, out_w))
-        result.pred_boxes = Boxes(boxes * scale)
-        result.pred_boxes.clip((out_h, out_w))
-        result.scores = det.scores
-        result.pred_classes = det.pred_classes
-        result.pred_masks = masks
-        result.track_ids = self.tracker.update(
-            result.pred_boxes.tensor, det.scores, det.pred_classes, displacements
-        )
-        return result
+        return tracked_frame(det, masks, (in_h, in_w), (out_h, out_w), self.tracker, displacements)
 
 
 def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

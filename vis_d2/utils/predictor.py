@@ -14,6 +14,7 @@ from detectron2.data import Metadata, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
+from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from ..config import add_sgnet_config
@@ -112,3 +113,11 @@ class FramePreprocessor:
         image = self.augmentations(T.AugInput(image)).apply_image(image)
         tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return {"image": tensor, "height": height, "width": width}
+
+
+def setup_console_logging() -> None:
+    """Log fvcore, detectron2 and vis_d2 to the console as detectron2's tools do (for command
+    line entry points; library code leaves logging set-up to its caller)."""
+    setup_logger(name="fvcore")
+    setup_logger(name="detectron2")
+    setup_logger(name="vis_d2", abbrev_name="vis_d2")

@@ -26,7 +26,7 @@ from .blender import (
 from .movement_head import MovementHead, movement_loss, movement_targets
 from .spatial_attention import SpatialAttention
 
-__all__ = ["SGNet"]
+__all__ = ["SGNet", "tracked_frame"]
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +277,6 @@ class SGNet(nn.Module):
             )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-        scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
         displacements = None
         if self.movement_head is not None:
             cur = out.head["bbox_towers"]
@@ -287,16 +286,35 @@ class SGNet(nn.Module):
                 displacements = (
                     self.movement_head.predict(towers, im_inds, det.fpn_levels, det.loc_inds)
                     * strides[:, None]
-                    * scale[:2]
                 )
             self._prev_towers = cur
-        result = Instances((out_h, out_w))
-        result.pred_boxes = Boxes(boxes * scale)
-        result.pred_boxes.clip((out_h, out_w))
-        result.scores = det.scores
-        result.pred_classes = det.pred_classes
-        result.pred_masks = masks
-        result.track_ids = self.tracker.update(
-            result.pred_boxes.tensor, det.scores, det.pred_classes, displacements
-        )
-        return result
+        return tracked_frame(det, masks, (in_h, in_w), (out_h, out_w), self.tracker, displacements)
+
+
+def tracked_frame(
+    det: Instances,
+    masks: torch.Tensor,
+    input_size: tuple[int, int],
+    output_size: tuple[int, int],
+    tracker: MovementTracker,
+    displacements: torch.Tensor | None = None,
+) -> Instances:
+    """A frame's output: detections ``det`` on the (h, w) network input, their bool ``masks``
+    (N, H, W) at the (H, W) output size and their centre ``displacements`` (N, 2) since the
+    previous frame in input pixels (None: no previous frame) → ``Instances`` with boxes scaled
+    and clipped to the output, ``scores``, ``pred_classes``, ``pred_masks`` and the
+    ``track_ids`` that ``tracker`` gives them."""
+    (in_h, in_w), (out_h, out_w) = input_size, output_size
+    scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=masks.device)
+    result = Instances((out_h, out_w))
+    result.pred_boxes = Boxes(det.pred_boxes.tensor * scale)
+    result.pred_boxes.clip((out_h, out_w))
+    result.scores = det.scores
+    result.pred_classes = det.pred_classes
+    result.pred_masks = masks
+    if displacements is not None:
+        displacements = displacements * scale[:2]
+    result.track_ids = tracker.update(
+        result.pred_boxes.tensor, det.scores, det.pred_classes, displacements
+    )
+    return result
