@@ -28,6 +28,7 @@ import cv2
 from tqdm import tqdm
 
 from vis_d2.engine import CheckpointError
+from vis_d2.evaluation import TrackResults
 from vis_d2.export import ExportedSGNet, ExportUnavailableError
 from vis_d2.modeling import SGNet
 from vis_d2.utils.predictor import (
@@ -38,7 +39,6 @@ from vis_d2.utils.predictor import (
     setup_cfg,
     setup_console_logging,
 )
-from vis_d2.utils.tracks import TrackResults
 from vis_d2.utils.video_io import (
     FrameSource,
     Mp4Writer,

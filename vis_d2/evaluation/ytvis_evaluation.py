@@ -22,61 +22,81 @@ from tabulate import tabulate
 
 from .ytvis_eval import STAT_NAMES, evaluate_ytvis
 
-__all__ = ["YTVISEvaluator", "frames_to_tracks"]
+__all__ = ["TrackResults", "YTVISEvaluator", "frames_to_tracks"]
 
 logger = logging.getLogger(__name__)
 
 
-def _encode(masks: torch.Tensor) -> list[dict]:
-    """(N, H, W) bool masks → compressed RLEs with str counts."""
-    array = np.asfortranarray(masks.to(torch.uint8).cpu().numpy().transpose(1, 2, 0))
-    rles = mask_util.encode(array)
-    for r in rles:
-        r["counts"] = r["counts"].decode("ascii")
-    return rles
+class TrackResults:
+    """Per-frame tracked instances of one video → results.json entries, one per track id.
+
+    Masks are RLE-encoded as each frame arrives, so a streamed video keeps only compressed
+    masks. A track's score is the mean of its frame scores, its category the majority vote of
+    its frame labels (ties: the label seen first) mapped to a dataset id, its segmentation
+    ``None`` on frames where it is absent.
+    """
+
+    def __init__(self, video_id: int, contiguous_to_dataset_id: dict[int, int]):
+        self.video_id = video_id
+        self.to_dataset_id = contiguous_to_dataset_id
+        self.num_frames = 0
+        self._tracks: dict[int, dict] = {}
+
+    def add(self, instances: Instances) -> None:
+        """The next frame: ``pred_masks`` ((N, H, W) bool, or probabilities thresholded at
+        0.5, original resolution), ``scores``, ``pred_classes`` (contiguous), ``track_ids``."""
+        t = self.num_frames
+        self.num_frames += 1
+        if len(instances) == 0:
+            return
+        masks = instances.pred_masks
+        if masks.dtype != torch.bool:
+            masks = masks >= 0.5
+        array = masks.to(torch.uint8).cpu().numpy().transpose(1, 2, 0)
+        rles = mask_util.encode(np.asfortranarray(array))
+        for tid, score, label, rle in zip(
+            instances.track_ids.tolist(),
+            instances.scores.tolist(),
+            instances.pred_classes.tolist(),
+            rles,
+            strict=True,
+        ):
+            track = self._tracks.setdefault(tid, {"scores": [], "labels": [], "segs": {}})
+            if t in track["segs"]:
+                raise ValueError(f"video {self.video_id}: track {tid} appears twice in frame {t}")
+            rle["counts"] = rle["counts"].decode("ascii")
+            track["scores"].append(score)
+            track["labels"].append(label)
+            track["segs"][t] = rle
+
+    def results(self) -> list[dict]:
+        """``[{video_id, category_id, score, segmentations}]`` in track-id order, with one
+        segmentation (compressed RLE, str counts, or None) per frame added so far."""
+        return [
+            {
+                "video_id": self.video_id,
+                "category_id": self.to_dataset_id[Counter(track["labels"]).most_common(1)[0][0]],
+                "score": float(np.mean(track["scores"])),
+                "segmentations": [track["segs"].get(t) for t in range(self.num_frames)],
+            }
+            for _, track in sorted(self._tracks.items())
+        ]
+
+    @property
+    def track_ids(self) -> list[int]:
+        """The track ids seen so far, in the order of :meth:`results`."""
+        return sorted(self._tracks)
 
 
 def frames_to_tracks(
     frames: list[Instances], video_id: int, contiguous_to_dataset_id: dict[int, int]
 ) -> list[dict]:
-    """Group the per-frame instances of one video by ``track_ids`` into results.json entries.
-
-    Each frame's ``Instances`` has ``pred_masks`` ((N, H, W), bool or probabilities thresholded
-    at 0.5, original resolution), ``scores``, ``pred_classes`` (contiguous) and ``track_ids``.
-    A track's score is the mean of its frame scores, its category the majority vote of its
-    frame labels (ties: the label seen first), its segmentation ``None`` where it is absent.
-    """
-    length = len(frames)
-    tracks: dict[int, dict] = {}
-    for t, inst in enumerate(frames):
-        if len(inst) == 0:
-            continue
-        masks = inst.pred_masks
-        if masks.dtype != torch.bool:
-            masks = masks >= 0.5
-        rles = _encode(masks)
-        for tid, score, label, seg in zip(
-            inst.track_ids.tolist(),
-            inst.scores.tolist(),
-            inst.pred_classes.tolist(),
-            rles,
-            strict=True,
-        ):
-            track = tracks.setdefault(tid, {"scores": [], "labels": [], "segs": [None] * length})
-            if track["segs"][t] is not None:
-                raise ValueError(f"video {video_id}: track {tid} appears twice in frame {t}")
-            track["scores"].append(score)
-            track["labels"].append(label)
-            track["segs"][t] = seg
-    return [
-        {
-            "video_id": video_id,
-            "score": float(np.mean(track["scores"])),
-            "category_id": contiguous_to_dataset_id[Counter(track["labels"]).most_common(1)[0][0]],
-            "segmentations": track["segs"],
-        }
-        for track in tracks.values()
-    ]
+    """Group the per-frame instances of one video by ``track_ids`` into results.json entries
+    (see :class:`TrackResults`)."""
+    tracks = TrackResults(video_id, contiguous_to_dataset_id)
+    for inst in frames:
+        tracks.add(inst)
+    return tracks.results()
 
 
 class YTVISEvaluator(DatasetEvaluator):
