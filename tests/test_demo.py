@@ -142,8 +142,14 @@ def test_frame_folder_gives_video_pngs_and_tracks_matching_the_model(
     entries = json.loads(results.read_text())
     expected = eager_frames(assets, assets["frames"])
     track_ids = sorted({tid for inst in expected for tid in inst.track_ids.tolist()})
-    assert track_ids == list(range(len(entries))) and len(entries) >= 2
-    for tid, entry in enumerate(entries):
+    # each track is written once per class it is given, its classes one after the other
+    k = setup_cfg(CONFIG, assets["opts"]).TEST.CLASSES_PER_TRACK
+    assert track_ids == list(range(len(entries) // k)) and len(entries) >= 2 * k
+    for i in range(0, len(entries), k):
+        assert len({e["category_id"] for e in entries[i : i + k]}) == k
+        assert all(e["segmentations"] == entries[i]["segmentations"] for e in entries[i : i + k])
+    for i, entry in enumerate(entries):
+        tid = i // k
         assert set(entry) == {"video_id", "category_id", "score", "segmentations"}
         assert entry["video_id"] == 1 and 1 <= entry["category_id"] <= 6
         assert 0 < entry["score"] <= 1

@@ -255,6 +255,28 @@ def test_inference_score_nms_and_topk():
     assert len(_infer(differ, locs, post_nms_topk=1)) == 1
 
 
+def test_class_agnostic_nms_and_class_scores():
+    cls_a = [-20.0] * NUM_CLASSES
+    cls_a[2], cls_a[4] = 2.0, 0.5
+    cls_b = [-20.0] * NUM_CLASSES
+    cls_b[4] = 1.0
+    # [10,10,30,30] and [12,10,32,30]: IoU 0.82, different classes
+    head, locs = _head_with(
+        [(10, 10, 10, 10), (16, 10, 4, 10)], [cls_a, cls_b], [1.0, 0.0], [(20, 20), (28, 20)]
+    )
+    per_class = _infer(head, locs)
+    # per class: cell (20, 20)'s class-4 candidate (score 0.67) suppresses cell (28, 20)'s (0.60)
+    assert sorted(per_class.pred_classes.tolist()) == [2, 4]
+    agnostic = _infer(head, locs, class_agnostic_nms=True)
+    assert agnostic.pred_classes.tolist() == [2] and agnostic.locations.tolist() == [[20, 20]]
+    # class_scores: sqrt(sigmoid(cls) * sigmoid(ctr)) of every class at the detection's cell
+    ctr = torch.sigmoid(torch.tensor(1.0))
+    expected = (torch.sigmoid(torch.tensor(cls_a)) * ctr).sqrt()
+    assert agnostic.class_scores.shape == (1, NUM_CLASSES)
+    assert torch.allclose(agnostic.class_scores[0], expected, atol=1e-6)
+    assert agnostic.class_scores[0, 2].item() == pytest.approx(agnostic.scores[0].item())
+
+
 def test_thresh_with_ctr_changes_only_the_candidates():
     cls = [-20.0] * NUM_CLASSES
     cls[1] = 0.0  # sigmoid 0.5

@@ -18,6 +18,7 @@ from vis_d2.modeling.sgnet.blender import (
     frame_masks,
     grid_sizes,
     gt_windows,
+    instance_windows,
     mask_loss,
     paste_windows,
     pool_coefficients,
@@ -223,6 +224,22 @@ def test_blend_gradients_only_to_used_cells():
     blend(bases, torch.tensor([0]), boxes, coef, r1, r2).probs().sum().backward()
     used = coef.grad[0].abs().sum(1) > 0
     assert torch.nonzero(used).flatten().tolist() == [1, 3, 5]
+
+
+def test_instance_windows_is_grid_pooling_and_blend():
+    torch.manual_seed(0)
+    bases = torch.rand(1, 8, 40, 48)
+    master = torch.randn(2, 36, 8)
+    im_inds = torch.tensor([0, 0])
+    boxes = torch.tensor([[10.0, 12.0, 70.0, 40.0], [40.0, 30.0, 56.0, 74.0]])  # input px
+    windows = instance_windows(bases, master, im_inds, boxes, max_div=6, unit=10.0)
+    # 60x28 and 16x44 px boxes: grids 6x3 and 2x5 (Eq. 1, unit 10 px); the blend runs on the
+    # stride-2 base map
+    r1, r2 = torch.tensor([6, 2]), torch.tensor([3, 5])
+    direct = blend(bases, im_inds, boxes / 2, pool_coefficients(master, r1, r2, 6), r1, r2)
+    assert torch.equal(paste_windows(windows, 40, 48), paste_windows(direct, 40, 48))
+    coarse = instance_windows(bases, master, im_inds, boxes, max_div=6, unit=50.0)
+    assert not torch.equal(paste_windows(coarse, 40, 48), paste_windows(windows, 40, 48))
 
 
 def test_blend_no_instances():

@@ -73,6 +73,30 @@ def test_frames_to_tracks_thresholds_soft_masks_and_rejects_duplicates():
         frames_to_tracks([dup], 1, {0: 1})
 
 
+def test_frames_to_tracks_k_best_classes_per_track():
+    a, b = _mask(0, 0, 5, 5), _mask(10, 10, 20, 15)
+    frames = [
+        _frame([a, b], [0.8, 0.6], [0, 2], [7, 8]),
+        _frame([a], [0.6], [1], [7]),
+    ]
+    frames[0].class_scores = torch.tensor([[0.8, 0.5, 0.1], [0.0, 0.3, 0.6]])
+    frames[1].class_scores = torch.tensor([[0.2, 0.6, 0.0]])
+    ids = {0: 10, 1: 11, 2: 12}
+    entries = frames_to_tracks(frames, 3, ids, classes_per_track=2)
+    # track 7: mean class scores (0.5, 0.55, 0.05) -> classes 1, 0; track 8: (0, 0.3, 0.6) -> 2, 1
+    got = [(e["category_id"], round(e["score"], 6)) for e in entries]
+    assert got == [(11, 0.55), (10, 0.5), (12, 0.6), (11, 0.3)]
+    assert entries[0]["segmentations"] == entries[1]["segmentations"]
+    assert entries[0]["segmentations"][1] is not None and entries[2]["segmentations"][1] is None
+    # one class per track is the majority vote, class scores or not
+    assert [e["category_id"] for e in frames_to_tracks(frames, 3, ids)] == [10, 12]
+    frames[1].remove("class_scores")
+    with pytest.raises(ValueError, match="video 3: 2 classes per track need .*class_scores"):
+        frames_to_tracks(frames, 3, ids, classes_per_track=2)
+    with pytest.raises(ValueError, match="classes_per_track must be >= 1"):
+        frames_to_tracks(frames, 3, ids, classes_per_track=0)
+
+
 def _register(tmp_path, name, with_annotations=True):
     frames = [np.full((H, W, 3), 40 * t, dtype=np.uint8) for t in range(3)]
     m1 = [_mask(1, 1, 8, 9).numpy(), _mask(2, 1, 9, 9).numpy(), None]

@@ -100,7 +100,8 @@ def get_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--json", action="store_true", help="also write a YouTube-VIS results json (one entry "
-        "per track: video_id 1, category_id, score, per-frame RLE or null)"
+        "per track, or TEST.CLASSES_PER_TRACK: video_id 1, category_id, score, per-frame RLE "
+        "or null)"
     )
     parser.add_argument(
         "opts",
@@ -219,7 +220,11 @@ def main(argv: list[str] | None = None) -> int:
             paths,
             preprocess=FramePreprocessor(cfg),
             visualizer=TrackVisualizer(metadata),
-            results=TrackResults(1, dataset_ids(metadata, cfg.MODEL.FCOS.NUM_CLASSES)),
+            results=TrackResults(
+                1,
+                dataset_ids(metadata, cfg.MODEL.FCOS.NUM_CLASSES),
+                cfg.TEST.CLASSES_PER_TRACK,
+            ),
             fps=args.fps or source.fps or DEFAULT_FPS,
             threshold=args.confidence_threshold,
         )

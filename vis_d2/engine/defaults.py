@@ -166,7 +166,9 @@ class VISTrainer(DefaultTrainer):
     @classmethod
     def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
         output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
-        return YTVISEvaluator(dataset_name, output_folder)
+        return YTVISEvaluator(
+            dataset_name, output_folder, classes_per_track=cfg.TEST.CLASSES_PER_TRACK
+        )
 
     @classmethod
     def build_optimizer(cls, cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:

@@ -28,59 +28,102 @@ logger = logging.getLogger(__name__)
 
 
 class TrackResults:
-    """Per-frame tracked instances of one video → results.json entries, one per track id.
+    """Per-frame tracked instances of one video → results.json entries, one per track id (or
+    ``classes_per_track`` per track id).
 
     Masks are RLE-encoded as each frame arrives, so a streamed video keeps only compressed
-    masks. A track's score is the mean of its frame scores, its category the majority vote of
-    its frame labels (ties: the label seen first) mapped to a dataset id, its segmentation
-    ``None`` on frames where it is absent.
+    masks. With ``classes_per_track`` 1 (the SG-Net protocol, SPEC F.3), a track's score is the
+    mean of its frame scores and its category the majority vote of its frame labels (ties: the
+    label seen first). With k > 1, the instances must carry ``class_scores`` (N, C); a track's
+    class scores are their mean over the frames it appears in, and it is written once for each
+    of its k best classes with that class's mean as the score (the protocol of query-based VIS
+    methods, which gives the official AP every class hypothesis instead of the vote's only).
+    Categories are mapped to dataset ids; a segmentation is ``None`` on frames where the track
+    is absent.
     """
 
-    def __init__(self, video_id: int, contiguous_to_dataset_id: dict[int, int]):
+    def __init__(
+        self,
+        video_id: int,
+        contiguous_to_dataset_id: dict[int, int],
+        classes_per_track: int = 1,
+    ):
+        if classes_per_track < 1:
+            raise ValueError(f"classes_per_track must be >= 1, got {classes_per_track}")
         self.video_id = video_id
         self.to_dataset_id = contiguous_to_dataset_id
+        self.classes_per_track = classes_per_track
         self.num_frames = 0
         self._tracks: dict[int, dict] = {}
 
     def add(self, instances: Instances) -> None:
         """The next frame: ``pred_masks`` ((N, H, W) bool, or probabilities thresholded at
-        0.5, original resolution), ``scores``, ``pred_classes`` (contiguous), ``track_ids``."""
+        0.5, original resolution), ``scores``, ``pred_classes`` (contiguous), ``track_ids``,
+        and ``class_scores`` (N, C) when ``classes_per_track`` > 1."""
         t = self.num_frames
         self.num_frames += 1
         if len(instances) == 0:
             return
+        if self.classes_per_track > 1 and not instances.has("class_scores"):
+            raise ValueError(
+                f"video {self.video_id}: {self.classes_per_track} classes per track need the "
+                "instances' class_scores, which this model does not give"
+            )
         masks = instances.pred_masks
         if masks.dtype != torch.bool:
             masks = masks >= 0.5
         array = masks.to(torch.uint8).cpu().numpy().transpose(1, 2, 0)
         rles = mask_util.encode(np.asfortranarray(array))
-        for tid, score, label, rle in zip(
+        class_scores = (
+            instances.class_scores.float().cpu().numpy()
+            if self.classes_per_track > 1
+            else [None] * len(instances)
+        )
+        for tid, score, label, vector, rle in zip(
             instances.track_ids.tolist(),
             instances.scores.tolist(),
             instances.pred_classes.tolist(),
+            class_scores,
             rles,
             strict=True,
         ):
-            track = self._tracks.setdefault(tid, {"scores": [], "labels": [], "segs": {}})
+            track = self._tracks.setdefault(
+                tid, {"scores": [], "labels": [], "class_scores": [], "segs": {}}
+            )
             if t in track["segs"]:
                 raise ValueError(f"video {self.video_id}: track {tid} appears twice in frame {t}")
             rle["counts"] = rle["counts"].decode("ascii")
             track["scores"].append(score)
             track["labels"].append(label)
+            track["class_scores"].append(vector)
             track["segs"][t] = rle
 
+    def _labelled(self, track: dict) -> list[tuple[int, float]]:
+        """A track's (contiguous category, score) pairs, best first."""
+        if self.classes_per_track == 1:
+            vote = Counter(track["labels"]).most_common(1)[0][0]
+            return [(vote, float(np.mean(track["scores"])))]
+        mean = np.mean(track["class_scores"], axis=0)
+        best = np.argsort(-mean, kind="stable")[: self.classes_per_track]
+        return [(int(c), float(mean[c])) for c in best]
+
     def results(self) -> list[dict]:
-        """``[{video_id, category_id, score, segmentations}]`` in track-id order, with one
-        segmentation (compressed RLE, str counts, or None) per frame added so far."""
-        return [
-            {
-                "video_id": self.video_id,
-                "category_id": self.to_dataset_id[Counter(track["labels"]).most_common(1)[0][0]],
-                "score": float(np.mean(track["scores"])),
-                "segmentations": [track["segs"].get(t) for t in range(self.num_frames)],
-            }
-            for _, track in sorted(self._tracks.items())
-        ]
+        """``[{video_id, category_id, score, segmentations}]`` in track-id order (a track's
+        classes best first), with one segmentation (compressed RLE, str counts, or None) per
+        frame added so far."""
+        out = []
+        for _, track in sorted(self._tracks.items()):
+            segmentations = [track["segs"].get(t) for t in range(self.num_frames)]
+            for label, score in self._labelled(track):
+                out.append(
+                    {
+                        "video_id": self.video_id,
+                        "category_id": self.to_dataset_id[label],
+                        "score": score,
+                        "segmentations": segmentations,
+                    }
+                )
+        return out
 
     @property
     def track_ids(self) -> list[int]:
@@ -89,11 +132,14 @@ class TrackResults:
 
 
 def frames_to_tracks(
-    frames: list[Instances], video_id: int, contiguous_to_dataset_id: dict[int, int]
+    frames: list[Instances],
+    video_id: int,
+    contiguous_to_dataset_id: dict[int, int],
+    classes_per_track: int = 1,
 ) -> list[dict]:
     """Group the per-frame instances of one video by ``track_ids`` into results.json entries
     (see :class:`TrackResults`)."""
-    tracks = TrackResults(video_id, contiguous_to_dataset_id)
+    tracks = TrackResults(video_id, contiguous_to_dataset_id, classes_per_track)
     for inst in frames:
         tracks.add(inst)
     return tracks.results()
@@ -110,9 +156,15 @@ class YTVISEvaluator(DatasetEvaluator):
     """
 
     def __init__(
-        self, dataset_name: str, output_dir: str | None = None, *, distributed: bool = True
+        self,
+        dataset_name: str,
+        output_dir: str | None = None,
+        *,
+        distributed: bool = True,
+        classes_per_track: int = 1,
     ):
         self._dataset_name = dataset_name
+        self._classes_per_track = classes_per_track
         self._output_dir = output_dir
         self._distributed = distributed
         meta = MetadataCatalog.get(dataset_name)
@@ -132,7 +184,11 @@ class YTVISEvaluator(DatasetEvaluator):
                     f"video {video['video_id']}: {len(frames)} predicted frames for "
                     f"a video of {video['length']}"
                 )
-            self._results.extend(frames_to_tracks(frames, video["video_id"], self._to_dataset_id))
+            self._results.extend(
+                frames_to_tracks(
+                    frames, video["video_id"], self._to_dataset_id, self._classes_per_track
+                )
+            )
 
     def _gather(self) -> list[dict] | None:
         if not self._distributed:

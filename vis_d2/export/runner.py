@@ -18,14 +18,7 @@ from detectron2.structures import Instances
 from ..config import add_sgnet_config
 from ..modeling.fcos import compute_locations, fcos_inference
 from ..modeling.sgnet import MovementHead, SpatialAttention
-from ..modeling.sgnet.blender import (
-    MaskWindows,
-    blend,
-    frame_masks,
-    grid_sizes,
-    pool_coefficients,
-    resize_matrix,
-)
+from ..modeling.sgnet.blender import MaskWindows, frame_masks, instance_windows, resize_matrix
 from ..modeling.sgnet.sgnet import BASE_STRIDE, tracked_frame
 from ..modeling.tracking import MovementTracker
 from .graphs import split_frame_outputs
@@ -161,6 +154,7 @@ class ExportedSGNet:
             post_nms_topk=fcos.POST_NMS_TOPK_TEST,
             nms_thresh=fcos.NMS_TH,
             thresh_with_ctr=fcos.THRESH_WITH_CTR,
+            class_agnostic_nms=fcos.NMS_CLASS_AGNOSTIC,
         )[0]
 
     def _masks(
@@ -169,14 +163,19 @@ class ExportedSGNet:
         """Mask windows of the detections and the base maps (as ``SGNet._masks``)."""
         sg = self.cfg.MODEL.SGNET
         *towers, bases = self._graphs["mask"](*features)
-        boxes = det.pred_boxes.tensor
         im_inds = torch.zeros_like(det.pred_classes)
         coef = self.sam.coefficients(towers, im_inds, det.fpn_levels, det.loc_inds)
-        r1, r2 = grid_sizes(
-            boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], sg.SAM.MAX_DIV, sg.SAM.UNIT
+        windows = instance_windows(
+            bases,
+            coef,
+            im_inds,
+            det.pred_boxes.tensor,
+            max_div=sg.SAM.MAX_DIV,
+            unit=sg.SAM.UNIT,
+            master_grid=sg.SAM.MASTER_GRID,
+            mode=sg.BLENDER,
+            base_stride=BASE_STRIDE,
         )
-        pooled = pool_coefficients(coef, r1, r2, sg.SAM.MASTER_GRID)
-        windows = blend(bases, im_inds, boxes / BASE_STRIDE, pooled, r1, r2, mode=sg.BLENDER)
         return windows, bases
 
     @torch.no_grad()

@@ -49,10 +49,13 @@ def fcos_inference(
     post_nms_topk: int,
     nms_thresh: float,
     thresh_with_ctr: bool,
+    class_agnostic_nms: bool = False,
 ) -> list[Instances]:
     """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
-    (sqrt(cls·ctr)), ``pred_classes``, and where they came from: ``fpn_levels``, ``locations``
-    (x, y) and ``loc_inds`` (index of the cell in its level's H_l·W_l map)."""
+    (sqrt(cls·ctr)), ``pred_classes``, ``class_scores`` (N, C) (sqrt(cls·ctr) of every class
+    at the detection's cell), and where they came from: ``fpn_levels``, ``locations`` (x, y)
+    and ``loc_inds`` (index of the cell in its level's H_l·W_l map). NMS runs per class, or
+    over all classes with ``class_agnostic_nms``."""
     results = []
     for i, image_size in enumerate(image_sizes):
         per_level = []
@@ -73,16 +76,26 @@ def fcos_inference(
             xy, ltrb = loc[loc_ind], reg[loc_ind] * stride
             boxes = torch.cat((xy - ltrb[:, :2], xy + ltrb[:, 2:]), dim=1)
             per_level.append(
-                (boxes, scores.sqrt(), label, loc_ind, xy, torch.full_like(label, level))
+                (
+                    boxes,
+                    scores.sqrt(),
+                    label,
+                    cls[loc_ind].sqrt(),
+                    loc_ind,
+                    xy,
+                    torch.full_like(label, level),
+                )
             )
         merged = (torch.cat(x) for x in zip(*per_level, strict=True))
-        boxes, scores, labels, loc_inds, xys, levels = merged
-        keep = batched_nms(boxes, scores, labels, nms_thresh)[:post_nms_topk]
+        boxes, scores, labels, class_scores, loc_inds, xys, levels = merged
+        groups = torch.zeros_like(labels) if class_agnostic_nms else labels
+        keep = batched_nms(boxes, scores, groups, nms_thresh)[:post_nms_topk]
         inst = Instances(image_size)
         inst.pred_boxes = Boxes(boxes[keep])
         inst.pred_boxes.clip(image_size)
         inst.scores = scores[keep]
         inst.pred_classes = labels[keep]
+        inst.class_scores = class_scores[keep]
         inst.fpn_levels = levels[keep]
         inst.locations = xys[keep]
         inst.loc_inds = loc_inds[keep]
@@ -119,6 +132,7 @@ class FCOS(nn.Module):
         pre_nms_topk: tuple[int, int] = (1000, 1000),
         post_nms_topk: tuple[int, int] = (100, 100),
         nms_thresh: float = 0.6,
+        class_agnostic_nms: bool = False,
     ):
         super().__init__()
         if loc_loss_type not in LOC_LOSS_TYPES:
@@ -146,6 +160,7 @@ class FCOS(nn.Module):
         self.pre_nms_topk = pre_nms_topk
         self.post_nms_topk = post_nms_topk
         self.nms_thresh = nms_thresh
+        self.class_agnostic_nms = class_agnostic_nms
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -174,6 +189,7 @@ class FCOS(nn.Module):
             "pre_nms_topk": (fcos.PRE_NMS_TOPK_TRAIN, fcos.PRE_NMS_TOPK_TEST),
             "post_nms_topk": (fcos.POST_NMS_TOPK_TRAIN, fcos.POST_NMS_TOPK_TEST),
             "nms_thresh": fcos.NMS_TH,
+            "class_agnostic_nms": fcos.NMS_CLASS_AGNOSTIC,
         }
 
     def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -229,5 +245,6 @@ class FCOS(nn.Module):
                     post_nms_topk=self.post_nms_topk[phase],
                     nms_thresh=self.nms_thresh,
                     thresh_with_ctr=self.thresh_with_ctr,
+                    class_agnostic_nms=self.class_agnostic_nms,
                 )
         return detections, losses, FCOSOutputs(head, locations, self.strides, targets)

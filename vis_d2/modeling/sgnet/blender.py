@@ -22,6 +22,7 @@ __all__ = [
     "MaskWindows",
     "blend",
     "blend_full",
+    "instance_windows",
     "gt_windows",
     "mask_loss",
     "paste_windows",
@@ -180,25 +181,57 @@ def blend(
     heights, widths = (y_end - y0).clamp(min=1), (x_end - x0).clamp(min=1)
     order = torch.argsort(heights * widths)
     per_element = max(channels, coef.shape[1])
-    logits, start = [], 0
+    chunks, start = [], 0
     while start < len(boxes):
         idx = order[start : start + chunk_size]
         h_c, w_c = int(heights[idx].max()), int(widths[idx].max())
         idx = idx[: max(1, max_elements // (per_element * h_c * w_c))]
         ys_c = y0[idx, None, None] + torch.arange(h_c, device=device)[:, None]
         xs_c = x0[idx, None, None] + torch.arange(w_c, device=device)
-        cells_c = subregion_index(boxes[idx], r1[idx], r2[idx], ys_c, xs_c)
         pixels = (im_inds[idx, None, None] * height + ys_c.clamp(max=height - 1)) * width
-        pixels = pixels + xs_c.clamp(max=width - 1)
-        feats = table.index_select(0, pixels.reshape(-1)).view(len(idx), h_c * w_c, channels)
+        chunks.append((idx, ys_c, xs_c, (pixels + xs_c.clamp(max=width - 1)).reshape(-1)))
+        start += len(idx)
+    if torch.is_grad_enabled() and bases.requires_grad and chunks:
+        # one gather for all chunks: each separate gather's backward would allocate and add a
+        # gradient of the whole base table (the chunks' features are kept for backward anyway)
+        gathered = table.index_select(0, torch.cat([c[3] for c in chunks]))
+        chunk_feats = gathered.split([len(c[3]) for c in chunks])
+    else:
+        chunk_feats = [None] * len(chunks)
+    logits = []
+    for (idx, ys_c, xs_c, pixels), feats in zip(chunks, chunk_feats, strict=True):
+        h_c, w_c = ys_c.shape[1], xs_c.shape[2]
+        if feats is None:
+            feats = table.index_select(0, pixels)
+        cells_c = subregion_index(boxes[idx], r1[idx], r2[idx], ys_c, xs_c)
+        feats = feats.view(len(idx), h_c * w_c, channels)
         chunk = _cell_logits(feats, coef[idx], cells_c.flatten(1), (r1 * r2)[idx], mode)
         logits.append(F.pad(chunk.view(len(idx), h_c, w_c), (0, win_w - w_c, 0, win_h - h_c)))
-        start += len(idx)
     if logits:
         out = torch.cat(logits)[torch.argsort(order)]
     else:
         out = (coef.sum() * 0 + bases.sum() * 0).expand(0, win_h, win_w)
     return MaskWindows(logits=out, valid=valid, origin=origin)
+
+
+def instance_windows(
+    bases: torch.Tensor,
+    coef: torch.Tensor,
+    im_inds: torch.Tensor,
+    boxes: torch.Tensor,
+    *,
+    max_div: int,
+    unit: float,
+    master_grid: int = 6,
+    mode: str = "subregion",
+    base_stride: int = 2,
+) -> MaskWindows:
+    """The blender end to end for N instances: master-grid coefficients ``coef`` (N, master²,
+    K) and boxes (N, 4) x1, y1, x2, y2 in input pixels → their Eq. 1 grids, pooled cell
+    coefficients and mask windows on the (B, K, h, w) base maps of stride ``base_stride``."""
+    r1, r2 = grid_sizes(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], max_div, unit)
+    pooled = pool_coefficients(coef, r1, r2, master_grid)
+    return blend(bases, im_inds, boxes / base_stride, pooled, r1, r2, mode=mode)
 
 
 def blend_full(

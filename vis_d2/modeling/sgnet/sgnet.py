@@ -14,15 +14,7 @@ from torch import nn
 from ..fcos import FCOS, FCOSOutputs, flatten_levels
 from ..tracking.movement_tracker import MovementTracker
 from .base_mask import BaseMaskModule
-from .blender import (
-    blend,
-    frame_masks,
-    grid_sizes,
-    gt_windows,
-    mask_loss,
-    pool_coefficients,
-    resize_matrix,
-)
+from .blender import frame_masks, gt_windows, instance_windows, mask_loss, resize_matrix
 from .movement_head import MovementHead, movement_loss, movement_targets
 from .spatial_attention import SpatialAttention
 
@@ -148,11 +140,17 @@ class SGNet(nn.Module):
         """Mask windows of N instances read at FCOS cells, for (N, 4) boxes in input px."""
         towers = self.sam.forward_towers([features[f] for f in self.fcos.in_features])
         coef = self.sam.coefficients(towers, im_inds, levels, loc_inds)
-        r1, r2 = grid_sizes(
-            boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], self.max_div, self.unit
+        return instance_windows(
+            bases,
+            coef,
+            im_inds,
+            boxes,
+            max_div=self.max_div,
+            unit=self.unit,
+            master_grid=self.master_grid,
+            mode=self.blender,
+            base_stride=BASE_STRIDE,
         )
-        pooled = pool_coefficients(coef, r1, r2, self.master_grid)
-        return blend(bases, im_inds, boxes / BASE_STRIDE, pooled, r1, r2, mode=self.blender)
 
     # ----------------------------------------------------------------------------- training
     def forward(self, batched_inputs: list[dict]):
@@ -311,6 +309,8 @@ def tracked_frame(
     result.pred_boxes.clip((out_h, out_w))
     result.scores = det.scores
     result.pred_classes = det.pred_classes
+    if det.has("class_scores"):
+        result.class_scores = det.class_scores
     result.pred_masks = masks
     if displacements is not None:
         displacements = displacements * scale[:2]
