@@ -7,9 +7,6 @@ DATASETS ?= datasets
 DEMO_DIR ?= output/demo
 DEMO_CONFIG := configs/synthetic/SGNet_R18_synthetic.yaml
 DEMO_VIDEO := $(DATASETS)/synthetic_vis/valid/JPEGImages/valid_00000
-# training processes: without CUDA, two CPU processes (gloo, each with half the cores) train
-# about 15% faster on 2 cores than one process with both; with CUDA, one
-DEMO_PROCS ?= $(shell $(PY) -c "import torch; print(1 if torch.cuda.is_available() else 2)")
 
 .PHONY: setup test lint demo env
 
@@ -31,7 +28,7 @@ env: setup
 demo: setup
 	$(PY) -m vis_d2.data.synthetic --out $(DATASETS)/synthetic_vis --workers 2
 	DETECTRON2_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file $(DEMO_CONFIG) \
-		--num-gpus $(DEMO_PROCS) --resume OUTPUT_DIR $(DEMO_DIR)
+		--resume OUTPUT_DIR $(DEMO_DIR)
 	DETECTRON2_DATASETS=$(DATASETS) $(PY) tools/demo.py --config-file $(DEMO_CONFIG) \
 		--input $(DEMO_VIDEO) --output $(DEMO_DIR)/overlay --json \
 		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth
