@@ -86,8 +86,8 @@ def get_parser() -> argparse.ArgumentParser:
         "--confidence-threshold",
         type=float,
         default=0.3,
-        help="minimum score of the instances drawn and written to the json (default 0.3); "
-        "the tracker sees all of the model's detections",
+        help="minimum score of the instances drawn and written to the json, and of the json's "
+        "entries (default 0.3); the tracker sees all of the model's detections",
     )
     parser.add_argument(
         "--fps",
@@ -182,7 +182,9 @@ def run(
         if paths.json is not None:
             json_file = staged.file(paths.json)
             try:
-                json_file.write_text(json.dumps(results.results()))
+                # a track's further classes (TEST.CLASSES_PER_TRACK) may score below it
+                entries = [e for e in results.results() if e["score"] >= threshold]
+                json_file.write_text(json.dumps(entries))
             except OSError as e:
                 raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
         staged.commit()
