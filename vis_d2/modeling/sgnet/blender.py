@@ -181,28 +181,26 @@ def blend(
     heights, widths = (y_end - y0).clamp(min=1), (x_end - x0).clamp(min=1)
     order = torch.argsort(heights * widths)
     per_element = max(channels, coef.shape[1])
-    chunks, start = [], 0
+    chunks, pixels, start = [], [], 0
     while start < len(boxes):
         idx = order[start : start + chunk_size]
         h_c, w_c = int(heights[idx].max()), int(widths[idx].max())
         idx = idx[: max(1, max_elements // (per_element * h_c * w_c))]
         ys_c = y0[idx, None, None] + torch.arange(h_c, device=device)[:, None]
         xs_c = x0[idx, None, None] + torch.arange(w_c, device=device)
-        pixels = (im_inds[idx, None, None] * height + ys_c.clamp(max=height - 1)) * width
-        chunks.append((idx, ys_c, xs_c, (pixels + xs_c.clamp(max=width - 1)).reshape(-1)))
+        rows = (im_inds[idx, None, None] * height + ys_c.clamp(max=height - 1)) * width
+        chunks.append((idx, ys_c, xs_c))
+        pixels.append((rows + xs_c.clamp(max=width - 1)).reshape(-1))
         start += len(idx)
     if torch.is_grad_enabled() and bases.requires_grad and chunks:
         # one gather for all chunks: each separate gather's backward would allocate and add a
         # gradient of the whole base table (the chunks' features are kept for backward anyway)
-        gathered = table.index_select(0, torch.cat([c[3] for c in chunks]))
-        chunk_feats = gathered.split([len(c[3]) for c in chunks])
-    else:
-        chunk_feats = [None] * len(chunks)
+        gathered = table.index_select(0, torch.cat(pixels)).split([len(p) for p in pixels])
+    else:  # inference: gather chunk by chunk, so only one chunk's features exist at a time
+        gathered = (table.index_select(0, p) for p in pixels)
     logits = []
-    for (idx, ys_c, xs_c, pixels), feats in zip(chunks, chunk_feats, strict=True):
+    for (idx, ys_c, xs_c), feats in zip(chunks, gathered, strict=True):
         h_c, w_c = ys_c.shape[1], xs_c.shape[2]
-        if feats is None:
-            feats = table.index_select(0, pixels)
         cells_c = subregion_index(boxes[idx], r1[idx], r2[idx], ys_c, xs_c)
         feats = feats.view(len(idx), h_c * w_c, channels)
         chunk = _cell_logits(feats, coef[idx], cells_c.flatten(1), (r1 * r2)[idx], mode)
