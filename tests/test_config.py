@@ -1,6 +1,12 @@
+from pathlib import Path
+
+import pytest
 from detectron2.config import get_cfg
+from detectron2.data import DatasetCatalog
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
 
 from vis_d2 import add_vis_config
+from vis_d2.config import add_sgnet_config
 
 
 def test_add_vis_config_adds_keys_and_merges(tmp_path):
@@ -11,3 +17,31 @@ def test_add_vis_config_adds_keys_and_merges(tmp_path):
     assert cfg.INPUT.REF_FRAME_RANGE == 5
     cfg.merge_from_list(["INPUT.REF_FRAME_RANGE", "1"])
     assert cfg.INPUT.REF_FRAME_RANGE == 1
+
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+
+
+def _load(path: Path):
+    cfg = add_sgnet_config(get_cfg())
+    cfg.merge_from_file(str(path))
+    return cfg
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_shipped_config_merges_and_names_registered_parts(path):
+    cfg = _load(path)
+    assert cfg.MODEL.META_ARCHITECTURE in META_ARCH_REGISTRY
+    assert cfg.MODEL.BACKBONE.NAME in BACKBONE_REGISTRY
+    for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
+        assert name in DatasetCatalog.list(), f"{path.name}: data set {name} is not registered"
+
+
+def test_long_synthetic_config_is_the_synthetic_one_trained_longer():
+    short = _load(CONFIG_DIR / "synthetic" / "SGNet_R18_synthetic.yaml")
+    long = _load(CONFIG_DIR / "synthetic" / "SGNet_R18_synthetic_long.yaml")
+    assert long.SOLVER.MAX_ITER > short.SOLVER.MAX_ITER
+    assert (long.MODEL, long.INPUT, long.DATASETS) == (short.MODEL, short.INPUT, short.DATASETS)
+    for key in ("OPTIMIZER", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS", "EXP_DECAY_FINAL"):
+        assert long.SOLVER[key] == short.SOLVER[key], key
