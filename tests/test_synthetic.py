@@ -179,20 +179,19 @@ def test_cli_generates(tmp_path, python):
     assert len(data["videos"]) == 2 and data["videos"][0]["length"] == 3
 
 
-def test_cli_default_validation_split_is_100_videos(tmp_path, capsys):
+def test_cli_default_validation_split_is_100_videos(tmp_path):
     # the README's synthetic AP tables are measured on this split; its first videos do not
     # depend on how many are written
     out = tmp_path / "default"
     assert synthetic.main(["--out", str(out), "--videos", "1", "--frames", "1", "--width", "32",
                            "--height", "32", "--no-progress"]) == 0
-    videos = json.loads((out / "valid.json").read_text())["videos"]
-    assert len(videos) == 100
+    valid = json.loads((out / "valid.json").read_text())
+    assert len(valid["videos"]) == 100
     few = generate(tmp_path / "few", 1, 1, seed=0, num_val_videos=3, width=32, height=32,
                    progress=False)
-    few_data = json.loads(few["valid"].read_text())
-    assert few_data["videos"] == videos[:3]
-    annotations = json.loads((out / "valid.json").read_text())["annotations"]
-    assert few_data["annotations"] == annotations[:len(few_data["annotations"])]
+    few_valid = json.loads(few["valid"].read_text())
+    assert few_valid["videos"] == valid["videos"][:3]
+    assert few_valid["annotations"] == valid["annotations"][:len(few_valid["annotations"])]
 
 
 @pytest.mark.parametrize("argv, message", [
