@@ -194,6 +194,21 @@ def test_cli_default_validation_split_is_100_videos(tmp_path):
     assert few_valid["annotations"] == valid["annotations"][:len(few_valid["annotations"])]
 
 
+def test_first_train_videos_do_not_depend_on_how_many_are_written(tmp_path):
+    # a set with more training videos extends a smaller one (the README compares models trained
+    # on 400 and on 1600 videos)
+    kwargs = dict(num_frames=2, seed=0, num_val_videos=1, width=48, height=32, progress=False)
+    small = json.loads(generate(tmp_path / "small", 2, **kwargs)["train"].read_text())
+    large = json.loads(generate(tmp_path / "large", 5, **kwargs)["train"].read_text())
+    assert len(large["videos"]) == 5
+    assert large["videos"][:2] == small["videos"]
+    assert large["annotations"][:len(small["annotations"])] == small["annotations"]
+    for video in small["videos"]:
+        for name in video["file_names"]:
+            assert (cv2.imread(str(tmp_path / "small/train/JPEGImages" / name)) ==
+                    cv2.imread(str(tmp_path / "large/train/JPEGImages" / name))).all()
+
+
 @pytest.mark.parametrize("argv, message", [
     (["--videos", "0"], "--videos: must be >= 1"),
     (["--frames", "two"], "--frames: expected an integer"),
