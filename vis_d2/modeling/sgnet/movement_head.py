@@ -64,9 +64,9 @@ class MovementHead(nn.Module):
         in units of the location's stride."""
         feats = towers[0].new_zeros((len(levels), towers[0].shape[1]))
         for level, tower in enumerate(towers):
+            # gathered even when empty: every tower stays in the graph, as DDP needs
             sel = torch.nonzero(levels == level).squeeze(1)
-            if len(sel):
-                feats = feats.index_put((sel,), tower.flatten(2)[im_inds[sel], :, loc_inds[sel]])
+            feats = feats.index_put((sel,), tower.flatten(2)[im_inds[sel], :, loc_inds[sel]])
         return F.linear(feats, self.predictor.weight.flatten(1), self.predictor.bias)
 
     def dense(self, towers: list[torch.Tensor]) -> list[torch.Tensor]:

@@ -234,8 +234,9 @@ class SGNet(nn.Module):
         cur = t.gt_inds[pos]
         prev_image = torch.tensor(earlier, device=self.device)[pair_of[t.im_inds[pos]]]
         match = (gt_ids[cur, None] == gt_ids[None]) & (prev_image[:, None] == gt_image[None])
-        prev_centres = centres[match.float().argmax(dim=1)]
-        prev_centres[~match.any(dim=1)] = float("nan")
+        rows, cols = match.nonzero(as_tuple=True)  # ids are unique within a frame: one at most
+        prev_centres = centres.new_full((len(cur), 2), float("nan"))  # nan: absent there
+        prev_centres[rows] = centres[cols]
         target, valid = movement_targets(centres[cur], prev_centres, t.strides[pos])
         return movement_loss(pred, target, valid)
 
