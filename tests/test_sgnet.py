@@ -14,7 +14,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 from vis_d2.config import add_sgnet_config
-from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, load_ytvis_json
+from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances, load_ytvis_json
 from vis_d2.data.synthetic import generate
 
 TINY = [
@@ -124,15 +124,6 @@ def test_two_iterations_are_deterministic(synthetic):
     assert all(v > 0 and v == v for step in first for v in step.values())
 
 
-def _empty(size):
-    inst = Instances(size)
-    inst.gt_boxes = Boxes(torch.zeros(0, 4))
-    inst.gt_classes = torch.zeros(0, dtype=torch.int64)
-    inst.gt_masks = BitMasks(torch.zeros(0, *size, dtype=torch.bool))
-    inst.gt_ids = torch.zeros(0, dtype=torch.int64)
-    return inst
-
-
 def test_zero_instance_frames_and_degenerate_boxes_train(synthetic):
     _, train, _ = synthetic
     cfg = tiny_cfg()
@@ -140,8 +131,8 @@ def test_zero_instance_frames_and_degenerate_boxes_train(synthetic):
     model = build_model(cfg).train()
     batch = _batch(cfg, train)
     size = tuple(batch[0]["image"].shape[-2:])
-    batch[0]["instances"] = _empty(size)
-    batch[0]["ref_instances"] = _empty(size)
+    batch[0]["instances"] = frame_instances([], size)
+    batch[0]["ref_instances"] = frame_instances([], size)
     tiny = Instances(size)
     tiny.gt_boxes = Boxes(torch.tensor([[10.0, 10.0, 11.0, 11.0]]))  # a 1-pixel object
     tiny.gt_classes = torch.tensor([1])
@@ -150,7 +141,7 @@ def test_zero_instance_frames_and_degenerate_boxes_train(synthetic):
     tiny.gt_masks = BitMasks(mask)
     tiny.gt_ids = torch.tensor([5])
     batch[1]["instances"] = tiny
-    batch[1]["ref_instances"] = _empty(size)
+    batch[1]["ref_instances"] = frame_instances([], size)
     losses = _losses(model, batch)
     assert all(torch.isfinite(v) for v in losses.values()), losses
     sum(losses.values()).backward()

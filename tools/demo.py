@@ -27,6 +27,7 @@ from pathlib import Path
 import cv2
 from tqdm import tqdm
 
+from vis_d2.data import register_config_splits
 from vis_d2.engine import CheckpointError
 from vis_d2.evaluation import TrackResults
 from vis_d2.export import ExportedSGNet, ExportUnavailableError
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             cfg = setup_cfg(args.config_file, args.opts)
             model = build_sgnet(cfg)
+        register_config_splits(cfg)
         source = open_frames(args.input)
         paths = output_paths(
             args.output, source.name, save_json=args.json, save_frames=args.save_frames

@@ -9,6 +9,8 @@ Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU proce
 sharing the cores among them unless OMP_NUM_THREADS says otherwise. ``--num-machines``,
 ``--machine-rank`` and ``--dist-url`` are detectron2's. ``--resume`` continues from the last
 checkpoint of OUTPUT_DIR (iteration, optimizer, LR schedule, data stream, random states).
+Splits of one's own in YouTube-VIS format are registered from the command line with
+``DATASETS.REGISTER "(('name', 'train.json', 'JPEGImages'),)" DATASETS.TRAIN "('name',)"``.
 """
 
 from __future__ import annotations
@@ -19,30 +21,25 @@ import os
 import urllib.error
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.data import register_config_splits
 from vis_d2.engine import VISCheckpointer, VISTrainer
+from vis_d2.utils.predictor import setup_cfg
 
 logger = logging.getLogger("vis_d2")
 
 
 def setup(args):
-    cfg = get_cfg()
-    add_sgnet_config(cfg)
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
-        cfg.MODEL.DEVICE = "cpu"
-    cfg.freeze()
+    cfg = setup_cfg(args.config_file, args.opts)
     local_processes = comm.get_local_size()
     if cfg.MODEL.DEVICE == "cpu" and local_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
     default_setup(cfg, args)
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
+    register_config_splits(cfg)
     weights = cfg.MODEL.WEIGHTS
     if not weights:
         if args.eval_only:

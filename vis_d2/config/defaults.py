@@ -41,9 +41,13 @@ def add_vis_config(cfg: CN) -> CN:
     """Add the video keys and the shared FCOS keys to a detectron2 config in place (and return it).
 
     ``INPUT.REF_FRAME_RANGE``: a training sample pairs a key frame t with a reference frame drawn
-    from [t - R, t + R] of the same video (frames, not seconds).
+    from [t - R, t + R] of the same video (frames, not seconds). ``DATASETS.REGISTER``: see
+    :func:`vis_d2.data.register_ytvis_splits`.
     """
     cfg.INPUT.REF_FRAME_RANGE = 2
+    # YouTube-VIS-format splits that the tools register before building anything, as
+    # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
+    cfg.DATASETS.REGISTER = ()
     # SOLVER.LR_SCHEDULER_NAME "WarmupExponentialLR" decays to BASE_LR * EXP_DECAY_FINAL
     cfg.SOLVER.EXP_DECAY_FINAL = 0.01
     # "SGD" (detectron2's) or "ADAMW", both on detectron2's parameter groups

@@ -7,9 +7,17 @@ from .dataset_mapper import (
     VideoFrames,
     YTVISDatasetMapper,
     YTVISTestMapper,
+    frame_instances,
     sample_reference_frame,
 )
-from .ytvis import DatasetFormatError, load_ytvis_json, register_ytvis_instances
+from .ytvis import (
+    DatasetFormatError,
+    load_categories,
+    load_ytvis_json,
+    register_config_splits,
+    register_ytvis_instances,
+    register_ytvis_splits,
+)
 
 __all__ = [
     "BUILTIN_SPLITS",
@@ -20,8 +28,12 @@ __all__ = [
     "build_video_test_loader",
     "build_video_train_loader",
     "class_metadata",
+    "frame_instances",
     "get_video_dataset_dicts",
+    "load_categories",
     "load_ytvis_json",
+    "register_config_splits",
     "register_ytvis_instances",
+    "register_ytvis_splits",
     "sample_reference_frame",
 ]

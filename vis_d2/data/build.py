@@ -20,6 +20,7 @@ from detectron2.data import (
     build_detection_test_loader,
 )
 from detectron2.data.build import trivial_batch_collator, worker_init_reset_seed
+from detectron2.data.detection_utils import check_metadata_consistency
 from detectron2.utils import comm
 from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
@@ -74,12 +75,19 @@ def get_video_dataset_dicts(names: str | list[str], filter_empty: bool = True) -
     if "annotations" in videos[0]:
         if filter_empty:
             kept = [v for v in videos if _has_instances(v)]
+            if not kept:
+                raise ValueError(
+                    f"no video of {', '.join(names)} shows a (non-crowd) instance in any "
+                    "frame: there is nothing to train on"
+                )
             if len(kept) < len(videos):
                 logger.info(
                     f"Left out {len(videos) - len(kept)} of {len(videos)} videos that "
                     "have no instance"
                 )
             videos = kept
+        if len(names) > 1:
+            check_metadata_consistency("thing_classes", names)
         _log_class_histogram(videos, MetadataCatalog.get(names[0]).thing_classes)
     return videos
 

@@ -11,8 +11,15 @@ import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
+from detectron2.structures import BitMasks, Instances
 
-__all__ = ["YTVISDatasetMapper", "YTVISTestMapper", "VideoFrames", "sample_reference_frame"]
+__all__ = [
+    "YTVISDatasetMapper",
+    "YTVISTestMapper",
+    "VideoFrames",
+    "frame_instances",
+    "sample_reference_frame",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +55,28 @@ def _read_frame(video: dict, idx: int, image_format: str) -> np.ndarray:
     return image
 
 
+def frame_instances(annos: list[dict], image_size: tuple[int, int]) -> Instances:
+    """The training targets of one frame: the one place that builds the mapper's output.
+
+    ``annos``: the frame's non-crowd annotations, already transformed to the (H, W)
+    ``image_size`` (``transform_instance_annotations``). For N instances, N >= 0, the result
+    always has every field, each of length N:
+
+    - ``gt_boxes``: :class:`Boxes` (N, 4), XYXY input pixels, clipped to the image;
+    - ``gt_classes``: (N,) int64 contiguous class ids;
+    - ``gt_masks``: :class:`BitMasks` (N, H, W);
+    - ``gt_ids``: (N,) int64 instance ids of the json, unique within the frame, so that the
+      same object is found in the other frame of a training pair.
+
+    Instances whose box or mask is empty after augmentation are left out.
+    """
+    instances = utils.annotations_to_instances(annos, image_size, mask_format="bitmask")
+    if not instances.has("gt_masks"):  # detectron2 gives a frame without annotation no masks
+        instances.gt_masks = BitMasks(torch.zeros((0, *image_size), dtype=torch.bool))
+    instances.gt_ids = torch.tensor([obj["id"] for obj in annos], dtype=torch.int64)
+    return utils.filter_empty_instances(instances)
+
+
 def _to_tensor(image: np.ndarray) -> torch.Tensor:
     return torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
 
@@ -58,8 +87,9 @@ class YTVISDatasetMapper:
     The key frame t is uniform over the video, the reference uniform over [t-R, t+R] \\ {t}
     (``INPUT.REF_FRAME_RANGE``; t itself when the video has one frame). Both frames get the
     **same** augmentation. Returns ``image``/``ref_image`` ((C, H, W) uint8 tensors in
-    ``INPUT.FORMAT``) and ``instances``/``ref_instances`` with ``gt_boxes``,
-    ``gt_classes``, ``gt_masks`` (BitMasks) and ``gt_ids`` (the json's instance ids), plus
+    ``INPUT.FORMAT``) and ``instances``/``ref_instances`` as :func:`frame_instances` builds
+    them (every field present, possibly with no instance: objects that are absent from a
+    frame, crowd regions and instances emptied by augmentation give none), plus
     ``frame_idx``/``ref_frame_idx``, ``video_id``, ``height``, ``width``, ``file_name``.
 
     Frames are chosen with the mapper's own generator when it is given a ``seed``, otherwise
@@ -106,9 +136,7 @@ class YTVISDatasetMapper:
             for obj in video["annotations"][idx]
             if obj.get("iscrowd", 0) == 0
         ]
-        instances = utils.annotations_to_instances(annos, size, mask_format="bitmask")
-        instances.gt_ids = torch.tensor([obj["id"] for obj in annos], dtype=torch.int64)
-        return _to_tensor(image), utils.filter_empty_instances(instances)
+        return _to_tensor(image), frame_instances(annos, size)
 
     def __call__(self, video: dict) -> dict:
         if "annotations" not in video:

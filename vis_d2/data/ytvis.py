@@ -18,16 +18,25 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from typing import Any
 
 import pycocotools.mask as mask_util
+from detectron2.config import CfgNode
 from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["load_ytvis_json", "register_ytvis_instances", "DatasetFormatError"]
+__all__ = [
+    "DatasetFormatError",
+    "load_categories",
+    "load_ytvis_json",
+    "register_config_splits",
+    "register_ytvis_instances",
+    "register_ytvis_splits",
+]
 
 
 class DatasetFormatError(ValueError):
@@ -85,17 +94,10 @@ def _frame_segmentation(seg: Any, height: int, width: int, where: str) -> tuple[
     raise DatasetFormatError(f"{where}: segmentation must be an RLE object, a polygon list or null")
 
 
-def load_ytvis_json(json_file: str, image_root: str, dataset_name: str | None = None) -> list[dict]:
-    """Load a YouTube-VIS/OVIS json into per-video dicts (see the module docstring).
-
-    With ``dataset_name``, the category maps (``thing_classes`` and
-    ``thing_dataset_id_to_contiguous_id``) are set on its metadata, or checked against it when
-    they are already registered.
-    """
-    data = _read_json(json_file)
-    for key in ("videos", "categories"):
-        if not isinstance(data.get(key), list):
-            raise DatasetFormatError(f"{json_file}: '{key}' must be a list")
+def _categories(data: dict, json_file: str) -> tuple[list[dict], dict[int, int]]:
+    """The json's categories sorted by id, and the map dataset id → contiguous id."""
+    if not isinstance(data.get("categories"), list):
+        raise DatasetFormatError(f"{json_file}: 'categories' must be a list")
     categories = []
     for i, c in enumerate(data["categories"]):
         _require(c, ("id", "name"), f"{json_file}: categories[{i}]")
@@ -104,6 +106,20 @@ def load_ytvis_json(json_file: str, image_root: str, dataset_name: str | None = 
     id_map = {c["id"]: i for i, c in enumerate(categories)}
     if len(id_map) != len(categories):
         raise DatasetFormatError(f"{json_file}: duplicate category ids")
+    return categories, id_map
+
+
+def load_ytvis_json(json_file: str, image_root: str, dataset_name: str | None = None) -> list[dict]:
+    """Load a YouTube-VIS/OVIS json into per-video dicts (see the module docstring).
+
+    With ``dataset_name``, the category maps (``thing_classes`` and
+    ``thing_dataset_id_to_contiguous_id``) are set on its metadata, or checked against it when
+    they are already registered.
+    """
+    data = _read_json(json_file)
+    if not isinstance(data.get("videos"), list):
+        raise DatasetFormatError(f"{json_file}: 'videos' must be a list")
+    categories, id_map = _categories(data, json_file)
     if dataset_name is not None:
         _set_or_check_categories(dataset_name, json_file, categories, id_map)
 
@@ -233,3 +249,73 @@ def register_ytvis_instances(name: str, metadata: dict, json_file: str, image_ro
     MetadataCatalog.get(name).set(
         json_file=json_file, image_root=image_root, evaluator_type="ytvis", **metadata
     )
+
+
+def load_categories(dataset_name: str) -> None:
+    """Set ``thing_classes`` and ``thing_dataset_id_to_contiguous_id`` of a registered split from
+    its json's categories when its metadata has none yet (a split registered without them
+    gets them only when its videos are loaded; tools that only need class names call this)."""
+    meta = MetadataCatalog.get(dataset_name)
+    if "thing_classes" in meta.as_dict() or "json_file" not in meta.as_dict():
+        return
+    categories, id_map = _categories(_read_json(meta.json_file), meta.json_file)
+    _set_or_check_categories(dataset_name, meta.json_file, categories, id_map)
+
+
+def register_ytvis_splits(splits: Sequence[Sequence[str]], option: str = "splits") -> None:
+    """Register YouTube-VIS-format splits given as ``(name, json_file, image_root)`` triples
+    (the config's ``DATASETS.REGISTER``), paths absolute or relative to the working directory.
+
+    Every entry is checked before any is registered. Registering a triple again with the same
+    paths does nothing, so every process and every tool may call this. ``option`` names the
+    source of the triples in error messages.
+
+    Raises:
+        ValueError: an entry that is not three non-empty strings, a name given twice, or a name
+            already registered for other files (such as a builtin split).
+        FileNotFoundError: a json file or an image folder that does not exist.
+    """
+    if splits and all(isinstance(entry, str) for entry in splits):
+        raise ValueError(
+            f"{option} lists (name, json_file, image_root) triples, not strings: "
+            f"{tuple(splits)!r}; one split is written (('name', 'file.json', 'image_root'),)"
+        )
+    new: dict[str, tuple[str, str]] = {}
+    for entry in splits:
+        if (
+            not isinstance(entry, (list, tuple))
+            or len(entry) != 3
+            or not all(isinstance(x, str) and x for x in entry)
+        ):
+            raise ValueError(
+                f"{option}: {entry!r} is not a (name, json_file, image_root) triple of "
+                "non-empty strings"
+            )
+        name = entry[0]
+        json_file, image_root = (os.path.abspath(os.path.expanduser(p)) for p in entry[1:])
+        if name in new:
+            raise ValueError(f"{option}: the name '{name}' is given twice")
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"{option}: '{name}': json file {json_file} does not exist")
+        if not os.path.isdir(image_root):
+            raise FileNotFoundError(
+                f"{option}: '{name}': image root {image_root} is not a directory"
+            )
+        if name in DatasetCatalog.list():
+            meta = MetadataCatalog.get(name).as_dict()
+            if (meta.get("json_file"), meta.get("image_root")) != (json_file, image_root):
+                raise ValueError(
+                    f"{option}: the name '{name}' is already registered for "
+                    f"{meta.get('json_file', 'another data set')}; choose another name"
+                )
+        new[name] = (json_file, image_root)
+    for name, (json_file, image_root) in new.items():
+        if name not in DatasetCatalog.list():
+            register_ytvis_instances(name, {}, json_file, image_root)
+            logger.info(f"Registered '{name}': {json_file}, images under {image_root}")
+
+
+def register_config_splits(cfg: CfgNode) -> None:
+    """Register the splits of the config's ``DATASETS.REGISTER`` (tools call this before they
+    build a loader or read a split's metadata); see :func:`register_ytvis_splits`."""
+    register_ytvis_splits(cfg.DATASETS.REGISTER, "DATASETS.REGISTER")

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
 from detectron2.evaluation import DatasetEvaluator, print_csv_format
 from detectron2.utils import comm
@@ -90,6 +91,22 @@ def _truncate_metrics(path: str, start_iter: int) -> None:
     logger.info(f"Cut {path} to its records before iteration {start_iter}")
 
 
+def _check_num_classes(cfg: CfgNode) -> None:
+    """The training splits' class count (known once they are loaded) against the model's:
+    more classes than MODEL.FCOS.NUM_CLASSES would make some of them background or crash the
+    loss, fewer leaves outputs that never learn."""
+    classes = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).thing_classes
+    num_classes = cfg.MODEL.FCOS.NUM_CLASSES
+    message = (
+        f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has {len(classes)} classes and "
+        f"MODEL.FCOS.NUM_CLASSES is {num_classes}"
+    )
+    if len(classes) > num_classes:
+        raise ValueError(f"{message}: set MODEL.FCOS.NUM_CLASSES {len(classes)}")
+    if len(classes) < num_classes:
+        logger.warning(f"{message}: {num_classes - len(classes)} class outputs never learn")
+
+
 class VISTrainer(DefaultTrainer):
     """detectron2's DefaultTrainer for videos.
 
@@ -157,7 +174,9 @@ class VISTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode, *, start_iter: int = 0):
-        return build_video_train_loader(cfg, start_iter=start_iter)
+        loader = build_video_train_loader(cfg, start_iter=start_iter)
+        _check_num_classes(cfg)
+        return loader
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):

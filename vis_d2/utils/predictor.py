@@ -18,6 +18,7 @@ from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from ..config import add_sgnet_config
+from ..data import load_categories
 from ..engine.checkpoint import VISCheckpointer
 
 __all__ = [
@@ -81,6 +82,7 @@ def build_sgnet(cfg: CfgNode) -> nn.Module:
 def metadata_of(cfg: CfgNode) -> Metadata:
     """Metadata (class names, dataset ids) of the first test set, empty when there is none."""
     if len(cfg.DATASETS.TEST):
+        load_categories(cfg.DATASETS.TEST[0])
         return MetadataCatalog.get(cfg.DATASETS.TEST[0])
     return Metadata()
 
