@@ -24,6 +24,7 @@ from vis_d2.data import register_ytvis_instances
 from vis_d2.data.build import build_video_train_loader
 from vis_d2.data.synthetic import generate
 from vis_d2.engine import PeriodicCheckpointer, VISCheckpointer
+from vis_d2.utils.file_io import atomic_write
 
 CONFIG = str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml")
 
@@ -189,3 +190,17 @@ def test_checkpoints_carry_every_random_state(tmp_path):
     resumed.before_train()
     assert torch.equal(torch.rand(3), expected[0])
     assert (np.random.rand(), random.random()) == expected[1:]
+
+
+def test_atomic_write_follows_the_umask(tmp_path):
+    old = os.umask(0o077)
+    try:
+        atomic_write(tmp_path / "private", lambda f: f.write(b"x"))
+        os.umask(0o002)
+        atomic_write(tmp_path / "shared", lambda f: f.write("y"), text=True)
+    finally:
+        os.umask(old)
+    assert (tmp_path / "private").stat().st_mode & 0o777 == 0o600
+    assert (tmp_path / "shared").stat().st_mode & 0o777 == 0o664
+    assert (tmp_path / "shared").read_text() == "y"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["private", "shared"]  # no temp left

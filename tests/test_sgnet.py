@@ -194,8 +194,15 @@ def test_train_net_trains_and_evaluates(synthetic, tmp_path):
         "OUTPUT_DIR",
         str(out),
     ]
-    proc = run_python(*args, env=env, timeout=600)
+    # outputs get the mode the umask gives (0666 & ~0o027), also those written atomically
+    proc = run_python(*args, env=env, timeout=600, umask=0o027)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    inference = "inference/synthetic_vis_val"
+    written = ["model_final.pth", "last_checkpoint", "metrics.json",
+               f"{inference}/results.json", f"{inference}/results.zip"]
+    assert {name: oct(os.stat(out / name).st_mode & 0o777) for name in written} == {
+        name: oct(0o640) for name in written
+    }
     log = proc.stdout + proc.stderr
     assert "training starts from random initialisation" in log
     assert "ms/frame" in log and "FPS" in log

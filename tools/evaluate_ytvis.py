@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 from typing import Any
 
 
@@ -33,19 +31,11 @@ def _read_json(path: str) -> Any:
 
 
 def _write_json_atomic(path: str, payload: dict) -> None:
-    """Write ``payload`` to a temporary file beside ``path``, then rename it into place."""
-    folder = os.path.dirname(os.path.abspath(path))
+    from vis_d2.utils.file_io import atomic_write
+
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".stats-", suffix=".json", dir=folder)
+        atomic_write(path, lambda f: f.write(json.dumps(payload, indent=2) + "\n"), text=True)
     except OSError as e:
-        raise _InputError(f"{path}: cannot be written ({e})") from e
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(payload, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        os.unlink(tmp)
         raise _InputError(f"{path}: cannot be written ({e})") from e
 
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Mapping
-from typing import IO, Any
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import torch
 from detectron2.checkpoint import DetectionCheckpointer
 
-__all__ = ["CheckpointError", "VISCheckpointer", "atomic_write"]
+from ..utils.file_io import atomic_write
+
+__all__ = ["CheckpointError", "VISCheckpointer"]
 
 logger = logging.getLogger(__name__)
 
@@ -22,31 +23,6 @@ MAX_LISTED_KEYS = 5
 
 class CheckpointError(RuntimeError):
     """A checkpoint that cannot be read or does not fit the model; the message names the file."""
-
-
-def atomic_write(path: str, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write ``path`` through ``write(file)`` so that it is either complete or untouched.
-
-    The data go to a temporary file in the same directory, are flushed to disk, and then
-    replace ``path`` in one rename; a crash at any point leaves the previous file as it was.
-    """
-    directory = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # make the rename itself durable
-    finally:
-        os.close(dir_fd)
 
 
 def _first(items: list[str]) -> str:

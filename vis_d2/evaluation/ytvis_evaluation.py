@@ -6,7 +6,6 @@ import itertools
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from collections import Counter, OrderedDict
 
@@ -20,6 +19,7 @@ from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 from tabulate import tabulate
 
+from ..utils.file_io import atomic_write
 from .ytvis_eval import STAT_NAMES, evaluate_ytvis
 
 __all__ = ["TrackResults", "YTVISEvaluator", "frames_to_tracks"]
@@ -201,14 +201,15 @@ class YTVISEvaluator(DatasetEvaluator):
         PathManager.mkdirs(self._output_dir)
         path = os.path.join(self._output_dir, "results.json")
         payload = json.dumps(results)
-        # written to a temporary name first so an interrupted run never leaves a partial file
-        with tempfile.NamedTemporaryFile("w", dir=self._output_dir, delete=False) as f:
-            f.write(payload)
-        os.replace(f.name, path)
+        # an interrupted run never leaves a partial file
+        atomic_write(path, lambda f: f.write(payload), text=True)
         zip_path = os.path.join(self._output_dir, "results.zip")
-        with zipfile.ZipFile(zip_path + ".tmp", "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("results.json", payload)
-        os.replace(zip_path + ".tmp", zip_path)
+
+        def write_zip(f) -> None:
+            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+                z.writestr("results.json", payload)
+
+        atomic_write(zip_path, write_zip)
         logger.info(
             f"Wrote {len(results)} tracks to {path} and {zip_path} (for the CodaLab server)"
         )

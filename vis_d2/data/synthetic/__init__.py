@@ -26,7 +26,6 @@ import colorsys
 import json
 import math
 import multiprocessing as mp
-import os
 import sys
 import tempfile
 import time
@@ -38,6 +37,8 @@ import cv2
 import numpy as np
 import pycocotools.mask as mask_util
 from tqdm import tqdm
+
+from ...utils.file_io import atomic_write
 
 __all__ = ["CLASS_HUES", "CLASS_NAMES", "MIN_VISIBLE_AREA", "generate", "main"]
 
@@ -359,16 +360,6 @@ def _prepare_out_dir(out_dir: Path) -> None:
                          f"{e.strerror or e}") from e
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, separators=(",", ":"))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _split_json(split: str, videos: list[dict], args: dict[str, int]) -> dict:
@@ -456,7 +447,10 @@ def generate(out_dir: str | Path, num_videos: int, num_frames: int, seed: int, *
         args = {"seed": int(seed), "videos": counts[split], "frames": int(num_frames),
                 "width": int(width), "height": int(height)}
         paths[split] = out / f"{split}.json"
-        _write_json_atomic(paths[split], _split_json(split, videos, args))
+        data = _split_json(split, videos, args)
+        atomic_write(
+            paths[split], lambda f, d=data: json.dump(d, f, separators=(",", ":")), text=True
+        )
     return paths
 
 
