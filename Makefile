@@ -30,7 +30,7 @@ demo: setup
 	DETECTRON2_DATASETS=$(DATASETS) $(PY) tools/train_net.py --config-file $(DEMO_CONFIG) \
 		--resume OUTPUT_DIR $(DEMO_DIR)
 	DETECTRON2_DATASETS=$(DATASETS) $(PY) tools/demo.py --config-file $(DEMO_CONFIG) \
-		--input $(DEMO_VIDEO) --output $(DEMO_DIR)/overlay --json \
+		--input $(DEMO_VIDEO) --output $(DEMO_DIR)/overlay --json --overwrite \
 		MODEL.WEIGHTS $(DEMO_DIR)/model_final.pth
 	@echo "demo done:"
 	@echo "  data set        $(DATASETS)/synthetic_vis/{train,valid}.json"

@@ -118,6 +118,10 @@ def _break_frame(path, how):
         path.write_bytes(b"these bytes are no PNG")
     elif how == "truncated":
         path.write_bytes(path.read_bytes()[:30])
+    elif how == "jpeg cut to a third":  # libjpeg alone decodes it half grey with a warning
+        noise = np.random.default_rng(0).integers(0, 255, (16, 24, 3), dtype=np.uint8)
+        data = cv2.imencode(".jpg", noise)[1].tobytes()
+        path.write_bytes(data[: len(data) // 3])
     elif how == "other size":
         cv2.imwrite(str(path), np.zeros((8, 8, 3), np.uint8))
 
@@ -126,6 +130,7 @@ FRAME_CASES = {
     "missing": (FileNotFoundError, "does not exist"),
     "not an image": (OSError, "cannot be decoded"),
     "truncated": (OSError, "cannot be decoded"),
+    "jpeg cut to a third": (OSError, "cannot be decoded \\(.*[Tt]runcated"),
     "other size": (ValueError, "is 8x8, the json says 24x16"),
 }
 

@@ -149,8 +149,10 @@ def test_frame_folder_gives_video_pngs_and_tracks_matching_the_model(
         assert len({e["category_id"] for e in entries[i : i + k]}) == k
         assert all(e["segmentations"] == entries[i]["segmentations"] for e in entries[i : i + k])
     for i, entry in enumerate(entries):
-        tid = i // k
-        assert set(entry) == {"video_id", "category_id", "score", "segmentations"}
+        # every entry names its track: the #id drawn in the video
+        assert set(entry) == {"video_id", "category_id", "score", "segmentations", "track_id"}
+        tid = entry["track_id"]
+        assert tid == track_ids[i // k]
         assert entry["video_id"] == 1 and 1 <= entry["category_id"] <= 6
         assert 0 < entry["score"] <= 1
         segs = entry["segmentations"]
@@ -224,9 +226,30 @@ def _missing_input(tmp_path, assets):
     return tmp_path / "missing.mp4", tmp_path / "missing.mp4"
 
 
+def _truncated_frame(tmp_path, assets):
+    """A JPEG cut to a third of its bytes: libjpeg decodes it half grey with only a warning."""
+    folder = tmp_path / "truncated"
+    folder.mkdir()
+    for src in sorted(assets["frames"].iterdir()):
+        (folder / src.name).write_bytes(src.read_bytes())
+    cut = folder / "00004.jpg"
+    data = cut.read_bytes()
+    cut.write_bytes(data[: len(data) // 3])
+    return folder, cut
+
+
+def _zero_byte_frame(tmp_path, assets):
+    folder, _ = _corrupt_folder(tmp_path, assets)
+    (folder / "00002.jpg").write_bytes(b"")
+    return folder, folder / "00002.jpg"
+
+
 @pytest.mark.parametrize(
-    "make_input", [_missing_input, _corrupt_folder, _mixed_sizes, _empty_folder, _empty_glob],
-    ids=["missing", "corrupt-frame", "mixed-sizes", "empty-folder", "empty-glob"],
+    "make_input",
+    [_missing_input, _corrupt_folder, _truncated_frame, _zero_byte_frame, _mixed_sizes,
+     _empty_folder, _empty_glob],
+    ids=["missing", "corrupt-frame", "truncated-jpeg", "zero-byte-frame", "mixed-sizes",
+         "empty-folder", "empty-glob"],
 )  # fmt: skip
 def test_bad_inputs_fail_naming_the_path_and_leave_no_output(
     assets, demo, tmp_path, capsys, make_input
@@ -239,7 +262,7 @@ def test_bad_inputs_fail_naming_the_path_and_leave_no_output(
     )  # fmt: skip
     assert code != 0
     assert str(named) in capsys.readouterr().err
-    assert not out.exists() or list(out.iterdir()) == []
+    assert not out.exists()  # not even an empty folder
 
 
 def test_unwritable_output_and_missing_weights_fail_naming_the_path(
@@ -297,3 +320,93 @@ def test_cli_exits_non_zero_on_errors(assets, tmp_path):
     assert proc.returncode == 1
     assert f"input {missing} does not exist" in proc.stderr
     assert not (tmp_path / "out").exists()
+
+
+def _md5(path) -> str:
+    import hashlib
+
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def test_an_output_never_replaces_an_input(assets, demo, tmp_path, capsys):
+    same = tmp_path / "same"
+    same.mkdir()
+    clip = same / "clip.mp4"
+    clip.write_bytes(Path(assets["video"]).read_bytes())
+    before = _md5(clip)
+    for extra in ([], ["--overwrite"]):
+        code = demo.main(["--config-file", CONFIG, "--input", str(clip), "--output",
+                          f"{same}/", *extra, *assets["opts"]])
+        assert code == 1
+        assert f"output {clip} would replace the input {clip}" in capsys.readouterr().err
+    assert _md5(clip) == before and sorted(p.name for p in same.iterdir()) == ["clip.mp4"]
+
+    # the PNG folder of an output named like the input folder's video
+    frames = tmp_path / "clip_frames"
+    frames.mkdir()
+    for src in sorted(assets["frames"].iterdir()):
+        (frames / src.name).write_bytes(src.read_bytes())
+    listing = sorted(p.name for p in frames.iterdir())
+    code = demo.main(["--config-file", CONFIG, "--input", str(frames), "--output",
+                      str(tmp_path / "clip.mp4"), "--save-frames", "--overwrite",
+                      *assets["opts"]])
+    assert code == 1
+    assert f"output {frames} would replace the input {frames}" in capsys.readouterr().err
+    assert sorted(p.name for p in frames.iterdir()) == listing
+    assert not (tmp_path / "clip.mp4").exists()
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(assets, demo, tmp_path, capsys):
+    out = tmp_path / "clip.mp4"
+    out.write_bytes(b"a file of the user's")
+    args = ["--config-file", CONFIG, "--input", str(assets["frames"]), "--output", str(out),
+            *assets["opts"]]
+    assert demo.main(args) == 1
+    assert f"output {out} exists; pass --overwrite to replace it" in capsys.readouterr().err
+    assert out.read_bytes() == b"a file of the user's"
+    assert demo.main(["--overwrite", *args]) == 0
+    assert len(read_video(out)[0]) == NUM_FRAMES
+
+
+def test_command_line_mistakes_get_the_stated_message(assets, demo, tmp_path, capsys):
+    frames = [str(p) for p in sorted(assets["frames"].iterdir())[:3]]
+
+    def error_of(*args) -> str:
+        with pytest.raises(SystemExit) as exit_info:
+            demo.main(["--config-file", CONFIG, *args, *assets["opts"]])
+        assert exit_info.value.code == 2
+        return capsys.readouterr().err
+
+    # an unquoted glob, expanded by the shell
+    err = error_of("--input", *frames, "--output", str(tmp_path / "out"))
+    assert f"--input takes one path, but {frames[1]} follows it" in err and "quote it" in err
+    err = error_of("--input", frames[0], "--output", str(tmp_path / "out.avi"))
+    assert "only .mp4 videos are written; give an .mp4 path or a folder" in err
+    assert not (tmp_path / "out.avi").exists()
+
+    no_weights = ["--config-file", CONFIG, "--input", frames[0], "--output",
+                  str(tmp_path / "random.mp4"), *TINY, "MODEL.WEIGHTS", ""]
+    assert demo.main(no_weights) == 1
+    assert "MODEL.WEIGHTS is empty" in capsys.readouterr().err
+    assert not (tmp_path / "random.mp4").exists()
+    assert demo.main(["--random-weights", *no_weights]) == 0
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--input", "missing.mp4", "--output", "o/"]],
+                         ids=["help", "missing-input"])
+def test_help_and_input_errors_answer_before_the_model_stack_loads(tmp_path, args):
+    """Neither torch nor detectron2 is imported for --help or for an input that is missing."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = ['demo.py', '--config-file', {CONFIG!r}, *{args!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(REPO / 'tools' / 'demo.py')!r}, run_name='__main__')\n"
+        "except SystemExit as e:\n"
+        "    print('exit', e.code, sorted({'torch', 'detectron2'} & set(sys.modules)))\n"
+    )
+    proc = run_python("-c", probe, cwd=tmp_path, timeout=60)
+    assert proc.stdout.strip().splitlines()[-1] in ("exit 0 []", "exit 1 []"), proc.stdout
+    if args == ["--help"]:
+        assert "--overwrite" in proc.stdout
+    else:
+        assert "input missing.mp4 does not exist" in proc.stderr

@@ -11,7 +11,11 @@ The input is a video file, a folder of frames or a quoted glob of frames; it is 
 at a time and run online (each frame sees only the past), so memory does not grow with the
 video's length. ``--output`` is an .mp4 path or a folder (the video is then named after the
 input); the json and the PNG folder go beside the video. Outputs are written under temporary
-names and only moved into place when the whole video has been processed.
+names and only moved into place when the whole video has been processed; an output never
+replaces an input, and replaces an existing file only with ``--overwrite``.
+
+The command line is checked before the model stack (torch, detectron2) is imported, so
+``--help`` and argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -19,36 +23,21 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
-from tqdm import tqdm
-
-from vis_d2.data import register_config_splits
-from vis_d2.engine import CheckpointError
-from vis_d2.evaluation import TrackResults
-from vis_d2.export import ExportedSGNet, ExportUnavailableError
-from vis_d2.modeling import SGNet
-from vis_d2.utils.predictor import (
-    FramePreprocessor,
-    build_sgnet,
-    dataset_ids,
-    metadata_of,
-    setup_cfg,
-    setup_console_logging,
-)
-from vis_d2.utils.video_io import (
-    FrameSource,
-    Mp4Writer,
-    StagedOutputs,
-    VideoIOError,
-    ensure_directory,
-    open_frames,
-)
-from vis_d2.utils.visualizer import TrackVisualizer
+if TYPE_CHECKING:
+    from vis_d2.evaluation import TrackResults
+    from vis_d2.export import ExportedSGNet
+    from vis_d2.modeling import SGNet
+    from vis_d2.utils.predictor import FramePreprocessor
+    from vis_d2.utils.video_io import FrameSource
+    from vis_d2.utils.visualizer import TrackVisualizer
 
 logger = logging.getLogger("vis_d2.demo")
 
@@ -81,7 +70,7 @@ def get_parser() -> argparse.ArgumentParser:
         "--input", required=True, help="a video file, a folder of frames, or a quoted glob"
     )
     parser.add_argument(
-        "--output", required=True, help="an .mp4 file, or a folder to write <input name>.mp4 to"
+        "--output", help="an .mp4 file, or a folder to write <input name>.mp4 to (required)"
     )
     parser.add_argument(
         "--confidence-threshold",
@@ -105,12 +94,43 @@ def get_parser() -> argparse.ArgumentParser:
         "or null)"
     )
     parser.add_argument(
+        "--overwrite", action="store_true", help="replace outputs that exist already"
+    )
+    parser.add_argument(
+        "--random-weights",
+        action="store_true",
+        help="run even though MODEL.WEIGHTS is empty (a randomly initialised model)",
+    )
+    parser.add_argument(
         "opts",
         default=[],
         nargs=argparse.REMAINDER,
         help="config overrides as KEY VALUE pairs, e.g. MODEL.WEIGHTS model_final.pth",
     )
     return parser
+
+
+_CONFIG_KEY = re.compile(r"[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)+")
+_GLOB_CHARS = re.compile(r"[*?\[]")
+# containers other than mp4 that a user may name as --output by mistake
+OTHER_VIDEO_SUFFIXES = (".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".gif")
+
+
+def check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """What the command line alone shows to be wrong; exits through ``parser.error``."""
+    if args.opts and not _CONFIG_KEY.fullmatch(args.opts[0]):
+        if os.path.exists(args.opts[0]):
+            parser.error(
+                f"--input takes one path, but {args.opts[0]} follows it (did the shell expand "
+                "an unquoted glob? quote it: --input 'frames/*.jpg')"
+            )
+        parser.error(f"config overrides are KEY VALUE pairs; {args.opts[0]!r} is not a key")
+    if args.output is None:
+        parser.error("the following arguments are required: --output")
+    if Path(args.output).suffix.lower() in OTHER_VIDEO_SUFFIXES:
+        parser.error(
+            f"--output {args.output}: only .mp4 videos are written; give an .mp4 path or a folder"
+        )
 
 
 @dataclass
@@ -120,25 +140,35 @@ class OutputPaths:
     frames: Path | None
 
 
-def output_paths(output: str, name: str, *, save_json: bool, save_frames: bool) -> OutputPaths:
-    """Where the outputs go; creates the folder that holds them.
+def output_paths(
+    output: str, source: FrameSource, *, save_json: bool, save_frames: bool, overwrite: bool
+) -> OutputPaths:
+    """Where the outputs go, each checked by :func:`check_output` against the input's files;
+    creates nothing.
 
     Raises:
-        VideoIOError: naming the path that cannot be written.
+        VideoIOError: naming the path that cannot or may not be written.
     """
+    from vis_d2.utils.video_io import VideoIOError, check_output
+
     out = Path(output)
     if out.suffix.lower() == ".mp4":
         if out.is_dir():
             raise VideoIOError(f"output {out} is a directory, not an .mp4 file")
-        ensure_directory(out.parent)
         video = out
     else:
-        video = ensure_directory(out) / f"{name}.mp4"
-    return OutputPaths(
+        if out.exists() and not out.is_dir():
+            raise VideoIOError(f"cannot write to {out}: it exists and is not a directory")
+        video = out / f"{source.name}.mp4"
+    paths = OutputPaths(
         video=video,
         json=video.with_suffix(".json") if save_json else None,
         frames=video.with_name(f"{video.stem}_frames") if save_frames else None,
     )
+    for path in (paths.video, paths.json, paths.frames):
+        if path is not None:
+            check_output(path, source.paths, overwrite=overwrite)
+    return paths
 
 
 def run(
@@ -154,6 +184,11 @@ def run(
 ) -> int:
     """Stream ``source`` through ``model`` (``reset``/``inference_frame``) into the outputs;
     returns the number of frames. Nothing is left at ``paths`` unless every frame succeeded."""
+    import cv2
+    from tqdm import tqdm
+
+    from vis_d2.utils.video_io import Mp4Writer, StagedOutputs, VideoIOError
+
     with StagedOutputs() as staged:
         writer = Mp4Writer(staged.file(paths.video), fps)
         frames_dir = staged.directory(paths.frames) if paths.frames else None
@@ -196,27 +231,69 @@ def run(
     )
     logger.info(f"wrote video {paths.video} ({width}x{height}, {num_frames} frames, {fps:g} fps)")
     if paths.json is not None:
-        logger.info(f"wrote {len(results.track_ids)} tracks to {paths.json}")
+        logger.info(
+            f"wrote {len(entries)} entries of {len(results.track_ids)} tracks to {paths.json} "
+            f"(up to {results.classes_per_track} classes per track, scores >= {threshold:g}; "
+            "'track_id' is the #id drawn in the video)"
+        )
     if paths.frames is not None:
         logger.info(f"wrote {num_frames} PNG frames to {paths.frames}")
     return num_frames
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = get_parser().parse_args(argv)
+def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int:
+    """The demo; ``console_logging`` sets up detectron2-style logging to the console (the
+    command line does, a caller embedding the demo keeps its own logging)."""
+    parser = get_parser()
+    args = parser.parse_args(argv)
+    check_arguments(parser, args)
+    if not os.path.exists(args.input) and not _GLOB_CHARS.search(args.input):
+        print(f"error: input {args.input} does not exist", file=sys.stderr)
+        return 1
+    # the model stack, once the command line is known to be sound
+    from vis_d2.data import register_config_splits
+    from vis_d2.engine import CheckpointError
+    from vis_d2.evaluation import TrackResults
+    from vis_d2.export import ExportedSGNet, ExportUnavailableError
+    from vis_d2.utils.predictor import (
+        FramePreprocessor,
+        build_sgnet,
+        dataset_ids,
+        metadata_of,
+        setup_cfg,
+        setup_console_logging,
+    )
+    from vis_d2.utils.video_io import VideoIOError, open_frames
+    from vis_d2.utils.visualizer import TrackVisualizer
+
+    if console_logging:
+        setup_console_logging()
+
     try:
+        source = open_frames(args.input)
+        paths = output_paths(
+            args.output,
+            source,
+            save_json=args.json,
+            save_frames=args.save_frames,
+            overwrite=args.overwrite,
+        )
         if args.exported:
             model = ExportedSGNet(args.exported, opts=args.opts)
             cfg = model.cfg
             logger.info(f"running the {model.format} export in {args.exported}")
         else:
             cfg = setup_cfg(args.config_file, args.opts)
+            if not cfg.MODEL.WEIGHTS and not args.random_weights:
+                print(
+                    "error: MODEL.WEIGHTS is empty, so the model would be randomly initialised; "
+                    "pass MODEL.WEIGHTS path/to/model_final.pth (or --random-weights to run "
+                    "it anyway)",
+                    file=sys.stderr,
+                )
+                return 1
             model = build_sgnet(cfg)
         register_config_splits(cfg)
-        source = open_frames(args.input)
-        paths = output_paths(
-            args.output, source.name, save_json=args.json, save_frames=args.save_frames
-        )
         metadata = metadata_of(cfg)
         run(
             model,
@@ -239,5 +316,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    setup_console_logging()
-    sys.exit(main())
+    sys.exit(main(console_logging=True))

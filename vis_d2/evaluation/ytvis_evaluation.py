@@ -108,11 +108,12 @@ class TrackResults:
         return [(int(c), float(mean[c])) for c in best]
 
     def results(self) -> list[dict]:
-        """``[{video_id, category_id, score, segmentations}]`` in track-id order (a track's
-        classes best first), with one segmentation (compressed RLE, str counts, or None) per
-        frame added so far."""
+        """``[{video_id, category_id, score, segmentations, track_id}]`` in track-id order (a
+        track's classes best first), with one segmentation (compressed RLE, str counts, or
+        None) per frame added so far. ``track_id`` (the tracker's id within the video, as the
+        demo draws it) is an extra key that the official scorer ignores."""
         out = []
-        for _, track in sorted(self._tracks.items()):
+        for track_id, track in sorted(self._tracks.items()):
             segmentations = [track["segs"].get(t) for t in range(self.num_frames)]
             for label, score in self._labelled(track):
                 out.append(
@@ -121,6 +122,7 @@ class TrackResults:
                         "category_id": self.to_dataset_id[label],
                         "score": score,
                         "segmentations": segmentations,
+                        "track_id": track_id,
                     }
                 )
         return out

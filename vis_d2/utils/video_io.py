@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from detectron2.data.detection_utils import read_image
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -24,6 +25,7 @@ __all__ = [
     "Mp4Writer",
     "StagedOutputs",
     "VideoIOError",
+    "check_output",
     "ensure_directory",
     "open_frames",
 ]
@@ -55,7 +57,7 @@ class FrameSource:
     ``"<video> frame <t>"``), ``frame`` is BGR uint8 (H, W, 3). Every frame must have the size
     of the first one. ``name`` is a short name for output files, ``fps`` the video file's frame
     rate (None for images), ``num_frames`` the frame count when known in advance (None for a
-    video file whose container does not say).
+    video file whose container does not say), ``paths`` the files it reads.
     """
 
     def __init__(
@@ -74,6 +76,7 @@ class FrameSource:
         self.num_frames = num_frames
         self._images = images
         self._video = video
+        self.paths = list(images) if images is not None else [video]
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         frames = self._read_images() if self._images is not None else self._read_video()
@@ -90,11 +93,15 @@ class FrameSource:
 
     def _read_images(self) -> Iterator[tuple[str, np.ndarray]]:
         for path in self._images:
-            frame = cv2.imread(path, cv2.IMREAD_COLOR)
-            if frame is None:
-                reason = "it does not exist" if not os.path.exists(path) else "it is not an image"
-                raise VideoIOError(f"cannot decode frame {path}: {reason}")
-            yield path, frame
+            # decoded as the data mappers decode frames (PIL, EXIF orientation applied), which
+            # also fails on a truncated file where cv2.imread returns a partly grey image
+            try:
+                frame = read_image(path, format="BGR")
+            except FileNotFoundError:
+                raise VideoIOError(f"cannot decode frame {path}: it does not exist") from None
+            except OSError as e:  # PIL: not an image, truncated, unreadable
+                raise VideoIOError(f"cannot decode frame {path}: {e}") from e
+            yield path, np.ascontiguousarray(frame)
 
     def _read_video(self) -> Iterator[tuple[str, np.ndarray]]:
         capture = cv2.VideoCapture(self._video)
@@ -189,6 +196,38 @@ def open_frames(spec: str) -> FrameSource:
     raise VideoIOError(f"input {spec} does not exist")
 
 
+def check_output(final: str | os.PathLike, inputs: list[str], *, overwrite: bool) -> Path:
+    """Check that ``final`` (a file or folder to be written) can be written without touching
+    any of ``inputs`` or anything the caller was not asked to replace: it must not be an input
+    or hold one, may exist only with ``overwrite``, and its nearest existing ancestor must be
+    a writable folder. Creates nothing.
+
+    Raises:
+        VideoIOError: naming the path and the problem.
+    """
+    final = Path(final)
+    if final.exists():
+        real = os.path.realpath(final)
+        for path in inputs:
+            input_real = os.path.realpath(path)
+            if input_real == real or (
+                final.is_dir() and input_real.startswith(real.rstrip(os.sep) + os.sep)
+            ):
+                raise VideoIOError(
+                    f"output {final} would replace the input {path}; choose another --output"
+                )
+        if not overwrite:
+            raise VideoIOError(f"output {final} exists; pass --overwrite to replace it")
+    for parent in final.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise VideoIOError(f"cannot write to {final}: {parent} is not a directory")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise VideoIOError(f"cannot write to {parent}: permission denied")
+            break
+    return final
+
+
 def ensure_directory(path: str | os.PathLike) -> Path:
     """Create the folder ``path`` (and its parents) if needed.
 
@@ -212,13 +251,17 @@ class StagedOutputs:
 
     :meth:`commit` renames them into place (replacing older outputs of the same names);
     :meth:`discard`, which also runs when a ``with`` block is left by an exception, deletes
-    them, so a failed run leaves nothing that looks like a finished output.
+    them and the folders made for them, so a failed run leaves nothing behind.
     """
 
     def __init__(self):
         self._staged: list[tuple[Path, Path]] = []
+        self._made: list[Path] = []  # folders created for the outputs, outermost first
 
     def _temporary(self, final: Path) -> Path:
+        missing = [p for p in (final.parent, *final.parent.parents) if not p.exists()]
+        ensure_directory(final.parent)
+        self._made.extend(reversed(missing))
         tmp = final.parent / f".{final.stem}.partial-{uuid.uuid4().hex[:8]}{final.suffix}"
         self._staged.append((tmp, final))
         return tmp
@@ -243,17 +286,22 @@ class StagedOutputs:
                 shutil.rmtree(final)
             os.replace(tmp, final)
         done = [final for _, final in self._staged]
-        self._staged = []
+        self._staged, self._made = [], []
         return done
 
     def discard(self) -> None:
-        """Delete whatever was staged and not committed."""
+        """Delete whatever was staged and not committed, and the folders made for it."""
         for tmp, _ in self._staged:
             if tmp.is_dir() and not tmp.is_symlink():
                 shutil.rmtree(tmp, ignore_errors=True)
             else:
                 tmp.unlink(missing_ok=True)
-        self._staged = []
+        for folder in reversed(self._made):
+            try:
+                folder.rmdir()
+            except OSError:  # no longer empty: something else writes there too
+                break
+        self._staged, self._made = [], []
 
     def __enter__(self) -> StagedOutputs:
         return self
