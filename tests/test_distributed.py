@@ -1,9 +1,15 @@
 """Multi-process training and evaluation on CPU (gloo): sharded sampling, synchronised
 gradients, and evaluation gathered from all processes."""
 
+import contextlib
 import itertools
 import json
 import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -139,3 +145,66 @@ def test_two_processes_train_in_sync_and_evaluate_as_one(datasets, tmp_path):
         assert (a["video_id"], a["category_id"]) == (b["video_id"], b["category_id"])
         assert a["segmentations"] == b["segmentations"]
         assert a["score"] == pytest.approx(b["score"], abs=1e-6)
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = (Path("/proc") / entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not ended (a zombie that nobody reaped counts as ended)."""
+    try:
+        state = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state not in ("Z", "X")
+
+
+def test_killed_launcher_leaves_no_worker_and_a_held_output_dir_is_refused(datasets, tmp_path):
+    env = {**os.environ, "DETECTRON2_DATASETS": str(datasets), "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "out"
+    args = [sys.executable, str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, *TINY,
+            "SOLVER.MAX_ITER", "100000", "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS",
+            "0", "TEST.EVAL_PERIOD", "0", "OUTPUT_DIR", str(out)]
+    launcher = subprocess.Popen([*args[:2], "--num-gpus", "2", *args[2:]], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while "Starting training" not in _read(out / "log.txt"):
+            assert launcher.poll() is None and time.monotonic() < deadline, _read(out / "log.txt")
+            time.sleep(0.5)
+        workers = _children(launcher.pid)
+        assert len(workers) >= 2  # the two trainers (and multiprocessing's resource tracker)
+
+        second = run_python(*args[1:], env=env, timeout=120)
+        assert second.returncode != 0
+        assert f"OUTPUT_DIR {out} is in use by a training that is still running" in second.stderr
+
+        launcher.kill()
+        launcher.wait()
+        deadline = time.monotonic() + 10
+        while any(_alive(pid) for pid in workers) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not [pid for pid in workers if _alive(pid)], "workers outlived their launcher"
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
+        for pid in workers:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.is_file() else ""

@@ -9,6 +9,8 @@ Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU proce
 sharing the cores among them unless OMP_NUM_THREADS says otherwise. ``--num-machines``,
 ``--machine-rank`` and ``--dist-url`` are detectron2's. ``--resume`` continues from the last
 checkpoint of OUTPUT_DIR (iteration, optimizer, LR schedule, data stream, random states).
+A training holds its OUTPUT_DIR (``training.lock``): a second one into it is refused while the
+first runs. The workers of ``--num-gpus N`` end with the launcher, even one killed by SIGKILL.
 Splits of one's own in YouTube-VIS format are registered from the command line with
 ``DATASETS.REGISTER "(('name', 'train.json', 'JPEGImages'),)" DATASETS.TRAIN "('name',)"``.
 """
@@ -26,14 +28,13 @@ from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
 from vis_d2.data import register_config_splits
-from vis_d2.engine import VISCheckpointer, VISTrainer
+from vis_d2.engine import VISCheckpointer, VISTrainer, exit_with_parent, hold_output_dir
 from vis_d2.utils.predictor import setup_cfg
 
 logger = logging.getLogger("vis_d2")
 
 
-def setup(args):
-    cfg = setup_cfg(args.config_file, args.opts)
+def setup(cfg, args):
     local_processes = comm.get_local_size()
     if cfg.MODEL.DEVICE == "cpu" and local_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_processes))
@@ -66,18 +67,24 @@ def explain_download_errors(weights: str):
 
 
 def main(args):
-    cfg = setup(args)
+    exit_with_parent()  # a worker of --num-gpus N ends with its launcher
+    cfg = setup_cfg(args.config_file, args.opts)
     if args.eval_only:
+        setup(cfg, args)
         model = VISTrainer.build_model(cfg)
         with explain_download_errors(cfg.MODEL.WEIGHTS):
             VISCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
                 cfg.MODEL.WEIGHTS, resume=args.resume, strict=True
             )
         return VISTrainer.test(cfg, model)
-    trainer = VISTrainer(cfg)
-    with explain_download_errors(cfg.MODEL.WEIGHTS):
-        trainer.resume_or_load(resume=args.resume)
-    return trainer.train()
+    # one training at a time writes an OUTPUT_DIR (its log, config, checkpoints)
+    held = hold_output_dir(cfg.OUTPUT_DIR) if comm.is_main_process() else contextlib.nullcontext()
+    with held:
+        setup(cfg, args)
+        trainer = VISTrainer(cfg)
+        with explain_download_errors(cfg.MODEL.WEIGHTS):
+            trainer.resume_or_load(resume=args.resume)
+        return trainer.train()
 
 
 if __name__ == "__main__":

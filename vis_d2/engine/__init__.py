@@ -2,15 +2,19 @@ from .checkpoint import CheckpointError, VISCheckpointer
 from .defaults import VISTrainer
 from .hooks import PeriodicCheckpointer
 from .inference import inference_on_videos
+from .launch import OutputDirInUseError, exit_with_parent, hold_output_dir
 from .lr_scheduler import build_lr_scheduler
 from .optimizer import build_optimizer
 
 __all__ = [
     "CheckpointError",
+    "OutputDirInUseError",
     "PeriodicCheckpointer",
     "VISCheckpointer",
     "VISTrainer",
     "build_lr_scheduler",
     "build_optimizer",
+    "exit_with_parent",
+    "hold_output_dir",
     "inference_on_videos",
 ]
