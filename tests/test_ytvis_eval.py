@@ -10,6 +10,7 @@ import copy
 import json
 import math
 import runpy
+import zipfile
 
 import numpy as np
 import pycocotools.mask as mask_util
@@ -17,7 +18,7 @@ import pytest
 from conftest import REPO, run_python
 
 from vis_d2.evaluation import STAT_NAMES, YTVISEvalResult, evaluate_ytvis
-from vis_d2.evaluation.ytvis_eval import IOU_THRESHOLDS, _frame_intersections
+from vis_d2.evaluation.ytvis_eval import IOU_THRESHOLDS, _frame_intersections, _rle_lengths
 
 CLI = REPO / "tools" / "evaluate_ytvis.py"
 
@@ -302,6 +303,7 @@ def _delete(path):
 
 
 BIG = rle(box(12, 10, 0, 5, 0, 5))
+SMALL = rle(box(5, 5, 0, 2, 0, 2))
 
 
 @pytest.mark.parametrize(
@@ -322,6 +324,15 @@ BIG = rle(box(12, 10, 0, 5, 0, 5))
         ("res", _set((0, "segmentations"), [None]), r"result 0.*has 1 frames, the video has 2"),
         ("res", _set((0, "segmentations", 0), BIG), r"result 0 .*frame 0: mask size \[12, 10\]"),
         ("res", _set((0, "segmentations", 1), [[0, 0, 4, 0, 4, 4]]), r"frame 1: expected a comp"),
+        # counts of a 5x5 mask (a 12x10 one) under a size of 10x10: pycocotools would score it
+        ("res", _set((0, "segmentations", 0), {"size": [10, 10], "counts": SMALL["counts"]}),
+         r"result 0 .*frame 0: RLE with counts for 25 pixels, but its size \[10, 10\] has 100"),
+        ("res", _set((0, "segmentations", 1), {"size": [10, 10], "counts": BIG["counts"]}),
+         r"frame 1: RLE with counts for 120 pixels"),
+        ("res", _set((0, "segmentations", 0), {"size": [10, 10], "counts": "0~"}),
+         r"frame 0: RLE with malformed counts"),
+        ("gt", _set(("annotations", 0, "segmentations", 0), {"size": [10, 10], "counts": [5, 5]}),
+         r"gt\.json: annotations\[0\] \(id 1\), frame 0: RLE with counts for 10 pixels"),
         ("res", _set((0, "score"), math.nan), r"res\.json: result 0.*'score' must be a finite"),
         ("res", _set((0, "score"), math.inf), r"result 0.*'score'"),
         ("res", _set((0, "score"), None), r"result 0.*'score'"),
@@ -394,3 +405,30 @@ def test_cli_errors_in_process(tmp_path, capsys):
     res_path.write_text(json.dumps([det(3, 1, 0.9, [None] * 4)]))
     assert main([str(gt_path), str(res_path)]) == 1
     assert f"{res_path}: result 0 (video_id 3)" in capsys.readouterr().err
+
+
+def test_rle_lengths_equal_the_mask_size_for_pycocotools_encodings():
+    rng = np.random.default_rng(0)
+    strings, sizes = [], []
+    for _ in range(300):
+        h, w = (int(v) for v in rng.integers(1, 60, 2))
+        kind = rng.integers(3)
+        if kind == 0:
+            mask = rng.random((h, w)) < 0.5
+        else:  # one box, or an empty mask
+            mask = box(h, w, int(rng.integers(h)), h, int(rng.integers(w)), w) > (kind == 1)
+        strings.append(mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))["counts"])
+        sizes.append(h * w)
+    assert _rle_lengths(strings).tolist() == sizes
+
+
+def test_cli_reads_the_codalab_zip_and_names_swapped_arguments(tmp_path, capsys):
+    main = runpy.run_path(str(CLI))["main"]
+    gt_path, res_path = _frames_case(tmp_path)
+    archive = tmp_path / "results.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("results.json", res_path.read_text())
+    assert main([str(gt_path), str(archive)]) == 0
+    assert "IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.300" in capsys.readouterr().out
+    assert main([str(res_path), str(gt_path)]) == 1
+    assert "the arguments look swapped" in capsys.readouterr().err

@@ -3,6 +3,8 @@
 
     python tools/evaluate_ytvis.py GT.json RESULTS.json [--json-out STATS.json]
 
+RESULTS may also be the results.zip written for the CodaLab servers.
+
 Prints the 12 summary lines and the AP of every category; ``--json-out`` writes the 12 stats as
 fractions, {"AP": ..., "AP50": ..., ...}. Bad input ends with exit code 1 and a message naming
 the file and the item.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import zipfile
 from typing import Any
 
 
@@ -21,12 +24,22 @@ class _InputError(Exception):
 
 
 def _read_json(path: str) -> Any:
+    """A json file, or the single .json member of a zip (the results.zip that the evaluator
+    writes for the CodaLab servers)."""
     try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                members = [n for n in archive.namelist() if n.endswith(".json")]
+                if len(members) != 1:
+                    raise _InputError(
+                        f"{path}: a zip must hold one .json file, it holds {members or 'none'}"
+                    )
+                return json.loads(archive.read(members[0]).decode("utf-8"))
         with open(path, encoding="utf-8") as f:
             return json.load(f)
     except json.JSONDecodeError as e:
         raise _InputError(f"{path}: not valid JSON ({e})") from e
-    except (OSError, UnicodeDecodeError) as e:
+    except (OSError, UnicodeDecodeError, zipfile.BadZipFile) as e:
         raise _InputError(f"{path}: cannot be read ({e})") from e
 
 
@@ -58,6 +71,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         gt = _read_json(args.gt)
         results = _read_json(args.results)
+        if isinstance(gt, list) and isinstance(results, dict):
+            raise _InputError(
+                f"the arguments look swapped: {args.gt} holds a list (results) and "
+                f"{args.results} an object (ground truth); give the ground truth first"
+            )
         # imported once the files are known to be readable: importing vis_d2 loads torch and
         # detectron2, which takes seconds
         from vis_d2.evaluation import STAT_NAMES, evaluate_ytvis

@@ -250,6 +250,60 @@ def _result_frame(seg: Any, video: _Video, source: str, where: str) -> dict | No
     return seg
 
 
+def _rle_lengths(strings: list[bytes]) -> np.ndarray:
+    """The pixel count (sum of the run lengths) that each compressed RLE string describes; -1
+    for a string that is malformed or has a negative run.
+
+    pycocotools checks neither when it reads a string, and computes IoUs and areas from
+    whatever the runs say, so counts of a smaller mask under a larger ``size`` would score.
+    The format (pycocotools' maskApi.c): each run length is a little-endian sequence of 5-bit
+    groups in characters 48 + group, bit 0x20 marking that another group follows and bit 0x10
+    of the last group the sign; from the fourth on, a run is stored as its difference to the
+    run two before. Decoded here for all strings at once with array operations."""
+    out = np.full(len(strings), -1, dtype=np.int64)
+    lens = np.array([len(s) for s in strings], dtype=np.int64)
+    buf = np.frombuffer(b"".join(strings), dtype=np.uint8).astype(np.int64) - 48
+    if buf.size == 0:
+        return out
+    string_end = np.cumsum(lens)  # one past each string's last char
+    char_string = np.repeat(np.arange(len(strings)), lens)
+    n = len(strings)
+
+    def any_per_string(owner: np.ndarray, flags: np.ndarray) -> np.ndarray:
+        return np.bincount(owner, weights=flags, minlength=n) > 0
+
+    bad = any_per_string(char_string, (buf < 0) | (buf > 63))
+    last = (buf & 0x20) == 0  # the last char of a value
+    nonempty = lens > 0
+    bad[nonempty] |= ~last[string_end[nonempty] - 1]  # a string ends inside a value
+    bad |= ~nonempty
+    starts = np.flatnonzero(np.r_[True, last[:-1]])  # first char of each value
+    value_of_char = np.cumsum(np.r_[0, last[:-1].astype(np.int64)])
+    shift = 5 * (np.arange(buf.size) - starts[value_of_char])
+    bad |= any_per_string(char_string, shift > 50)
+    shift = np.minimum(shift, 50)
+    x = np.add.reduceat((buf & 0x1F) << shift, starts)
+    ends = np.flatnonzero(last)
+    negative = (buf[ends] & 0x10) != 0
+    x[negative] -= np.int64(1) << (shift[ends][negative] + 5)
+    value_string = char_string[ends]
+    first_value = np.searchsorted(value_string, np.arange(len(strings)))
+    index = np.arange(len(x)) - first_value[value_string]
+    # counts[i] = x[i] + counts[i - 2] for i > 2: one running sum per string and parity,
+    # counts 0 (and the chain of even counts from 2 on) apart
+    chain = value_string * 3 + np.where(index == 0, 0, 1 + index % 2)
+    order = np.argsort(chain, kind="stable")
+    sums = np.cumsum(x[order])
+    chain_sorted = chain[order]
+    chain_start = np.flatnonzero(np.r_[True, chain_sorted[1:] != chain_sorted[:-1]])
+    before = np.repeat(np.r_[0, sums[chain_start[1:] - 1]], np.diff(np.r_[chain_start, len(x)]))
+    counts = np.empty_like(x)
+    counts[order] = sums - before
+    bad |= any_per_string(value_string, counts < 0)
+    totals = np.bincount(value_string, weights=counts, minlength=len(strings))
+    return np.where(bad, -1, totals.astype(np.int64))
+
+
 def _track_frames(
     segs: list,
     video: _Video,
@@ -266,6 +320,18 @@ def _track_frames(
     areas = np.zeros(len(rles), dtype=np.int64)
     present = [f for f, rle in enumerate(rles) if rle is not None]
     if present:
+        counts = [rles[f]["counts"] for f in present]
+        lengths = _rle_lengths([c.encode() if isinstance(c, str) else c for c in counts])
+        pixels = video.height * video.width
+        for f, length in zip(present, lengths.tolist(), strict=True):
+            if length != pixels:
+                described = "malformed counts" if length < 0 else f"counts for {length} pixels"
+                raise _error(
+                    source,
+                    f"{where}, frame {f}",
+                    f"RLE with {described}, but its size [{video.height}, {video.width}] has "
+                    f"{pixels}",
+                )
         try:
             areas[present] = mask_utils.area([rles[f] for f in present])
         except Exception as e:  # pycocotools raises assorted types on malformed RLE
