@@ -46,6 +46,7 @@ def test_sgnet_against_mask_rcnn_end_to_end(tmp_path):
     args += ["--warmup", "1", "--detections", "5", "1", "--output", str(out), "--profile"]
     proc = run_python(TOOL, *args, *TINY_SGNET, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
 
     results = json.loads((out / "benchmark.json").read_text())
     env = results["environment"]

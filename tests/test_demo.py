@@ -308,6 +308,7 @@ def test_cli_runs(assets, tmp_path):
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"wrote video {tmp_path / 'one.mp4'}" in proc.stdout + proc.stderr
+    assert "Warning" not in proc.stderr, proc.stderr[-3000:]
     assert len(read_video(tmp_path / "one.mp4")[0]) == 1
 
 

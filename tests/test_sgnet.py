@@ -204,6 +204,7 @@ def test_train_net_trains_and_evaluates(synthetic, tmp_path):
         name: oct(0o640) for name in written
     }
     log = proc.stdout + proc.stderr
+    assert "Warning" not in log, proc.stderr[-3000:]
     assert "training starts from random initialisation" in log
     assert "ms/frame" in log and "FPS" in log
     assert (out / "model_final.pth").is_file()

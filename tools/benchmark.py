@@ -30,6 +30,11 @@ The exit status is 1 when a model did not output the forced number of detections
 
 from __future__ import annotations
 
+# vis_d2 first: importing it filters known third-party deprecation notices, which must happen
+# before detectron2 (and fvcore through it) is imported
+import vis_d2  # noqa: F401
+
+# isort: split
 import argparse
 import contextlib
 import copy
@@ -508,7 +513,8 @@ def without_postprocess(setting: dict[str, Any], part: str) -> float:
 
 
 def goal_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The speed goals of DESIGN §6 from the settings with the fewest and most detections."""
+    """The speed goals (ratios within one run) from the settings with the fewest and most
+    detections."""
     sg = results["sgnet"]["settings"]
     low, high = sg[0], sg[-1]
     lo_n, hi_n = low["detections"], high["detections"]
@@ -703,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
     for subject in subjects:
         print(f"\n{subject.label}: mean time per part ({subject.init})")
         print(split_table(results[subject.key], subject.layout))
-    print("\nGoals (DESIGN 6)")
+    print("\nSpeed goals (ratios within this run)")
     print(goals_table(results["ratios"]))
 
     if args.profile:

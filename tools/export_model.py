@@ -17,6 +17,11 @@ ONNX export needs the ``onnx`` package (running it, ``onnxruntime``).
 
 from __future__ import annotations
 
+# vis_d2 first: importing it filters known third-party deprecation notices, which must happen
+# before detectron2 (and fvcore through it) is imported
+import vis_d2  # noqa: F401
+
+# isort: split
 import argparse
 import itertools
 import logging

@@ -17,9 +17,15 @@ Splits of one's own in YouTube-VIS format are registered from the command line w
 
 from __future__ import annotations
 
+# vis_d2 first: importing it filters known third-party deprecation notices, which must happen
+# before detectron2 (and fvcore through it) is imported
+import vis_d2  # noqa: F401
+
+# isort: split
 import contextlib
 import logging
 import os
+import sys
 import urllib.error
 
 import torch
@@ -27,8 +33,15 @@ from detectron2.engine import default_argument_parser, default_setup, launch
 from detectron2.utils import comm
 from detectron2.utils.logger import setup_logger
 
-from vis_d2.data import register_config_splits
-from vis_d2.engine import VISCheckpointer, VISTrainer, exit_with_parent, hold_output_dir
+from vis_d2.data import DatasetFormatError, register_config_splits
+from vis_d2.engine import (
+    CheckpointError,
+    OutputDirInUseError,
+    VISCheckpointer,
+    VISTrainer,
+    exit_with_parent,
+    hold_output_dir,
+)
 from vis_d2.utils.predictor import setup_cfg
 
 logger = logging.getLogger("vis_d2")
@@ -90,11 +103,16 @@ def main(args):
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     print("Command Line Args:", args)
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+        )
+    except (CheckpointError, DatasetFormatError, FileNotFoundError, OutputDirInUseError) as e:
+        # errors about the user's files: their message says it all, a traceback adds nothing
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)

@@ -4,8 +4,23 @@ Importing the package registers its parts (backbones, meta-architectures, data s
 detectron2's registries and catalogs.
 """
 
-from . import data, modeling  # noqa: F401  register data sets, backbones and models
-from .config import add_fcos_config, add_sgnet_config, add_vis_config
+import warnings
+
+# Deprecation notices of third-party code that vis_d2 calls and its users cannot act on, filtered
+# by message and by the module that issues them, so that any other warning stays visible:
+# fvcore decorates its losses with torch.jit.script at import; detectron2 gathers results
+# across processes through torch.ByteStorage, and its anchor generator (Mask R-CNN, the
+# benchmark's baseline) calls torch.meshgrid without ``indexing``.
+warnings.filterwarnings(
+    "ignore", r"`torch\.jit\.script` is deprecated", FutureWarning, r"torch\.jit\._script"
+)
+warnings.filterwarnings("ignore", r"TypedStorage is deprecated", UserWarning, r"detectron2\.")
+warnings.filterwarnings(
+    "ignore", r"torch\.meshgrid: in an upcoming release", UserWarning, r"torch\.functional"
+)
+
+from . import data, modeling  # noqa: E402, F401  register data sets, backbones and models
+from .config import add_fcos_config, add_sgnet_config, add_vis_config  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["add_fcos_config", "add_sgnet_config", "add_vis_config"]

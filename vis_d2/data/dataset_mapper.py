@@ -136,6 +136,9 @@ class YTVISDatasetMapper:
             for obj in video["annotations"][idx]
             if obj.get("iscrowd", 0) == 0
         ]
+        for obj in annos:  # a resized mask is a read-only view of a PIL image
+            if isinstance(obj["segmentation"], np.ndarray):
+                obj["segmentation"] = np.require(obj["segmentation"], requirements="W")
         return _to_tensor(image), frame_instances(annos, size)
 
     def __call__(self, video: dict) -> dict:

@@ -3,6 +3,7 @@ video inference and the exponential LR schedule, with exact resuming and atomic 
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import math
@@ -91,6 +92,15 @@ def _truncate_metrics(path: str, start_iter: int) -> None:
     logger.info(f"Cut {path} to its records before iteration {start_iter}")
 
 
+# buffers are not synchronised at each forward (detectron2's default); torch >= 2.14 deprecates
+# broadcast_buffers=False for forward_sync_buffers=False, which still syncs them once at start
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+    else {"broadcast_buffers": False}
+)
+
+
 def _check_num_classes(cfg: CfgNode) -> None:
     """The training splits' class count (known once they are loaded) against the model's:
     more classes than MODEL.FCOS.NUM_CLASSES would make some of them background or crash the
@@ -126,7 +136,7 @@ class VISTrainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
-        model = create_ddp_model(model, broadcast_buffers=False)
+        model = create_ddp_model(model, **_NO_BUFFER_SYNC)
         step_trainer = _AMPTrainer if cfg.SOLVER.AMP.ENABLED else _SimpleTrainer
         self._trainer = step_trainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)

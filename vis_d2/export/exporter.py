@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -30,6 +33,19 @@ def _dynamic_axes(names: list[str], tensors: list[torch.Tensor]) -> dict[str, di
     }
 
 
+@contextlib.contextmanager
+def _quiet_tracing() -> Iterator[None]:
+    """Tracing without the notices that do not concern an export: torch's deprecation of
+    ``torch.jit.trace``, and the TracerWarnings of detectron2's and torch's own shape checks
+    (the input sizes they read are traced as dynamic shapes; the export is checked against the
+    eager model on other frames). TracerWarnings raised in vis_d2's code stay visible."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"detectron2\.")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.")
+        yield
+
+
 def _save_graph(
     graph: torch.nn.Module,
     inputs: tuple[torch.Tensor, ...],
@@ -42,7 +58,8 @@ def _save_graph(
     with torch.no_grad():
         outputs = tuple(graph(*inputs))
         if fmt == "torchscript":
-            torch.jit.trace(graph, inputs, check_trace=False).save(str(path))
+            with _quiet_tracing():
+                torch.jit.trace(graph, inputs, check_trace=False).save(str(path))
         else:
             output_names = graph.output_names()
             torch.onnx.export(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -52,7 +53,9 @@ def require_module(name: str, purpose: str) -> ModuleType:
 
 class _TorchScriptGraph:
     def __init__(self, path: Path, device: torch.device):
-        self.module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():  # torch's deprecation notice of TorchScript loading
+            warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated", FutureWarning)
+            self.module = torch.jit.load(str(path), map_location=device)
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.module(*inputs))

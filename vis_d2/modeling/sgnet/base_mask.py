@@ -1,4 +1,4 @@
-"""SG-Net's base mask module (BMM, SPEC C.3 #2): K non-negative base maps at stride 2 from the
+"""SG-Net's base mask module (BMM, Sec. 3.2): K non-negative base maps at stride 2 from the
 FPN levels P3-P5."""
 
 from __future__ import annotations
@@ -77,11 +77,8 @@ class BaseMaskModule(nn.Module):
         upsample·W_0) ≥ 0, with (H_0, W_0) the size of the first input feature (P3)."""
         maps = [features[f] for f in self.in_features]
         size = maps[0].shape[-2:]
-        maps = [
-            m
-            if m.shape[-2:] == size
-            else F.interpolate(m, size=size, mode="bilinear", align_corners=False)
-            for m in maps
+        maps = [maps[0]] + [
+            F.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps[1:]
         ]
         x = self.tower(torch.cat(maps, dim=1))
         if self.upsample != 1:
