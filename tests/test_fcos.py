@@ -1,4 +1,4 @@
-"""FCOS parts against the hand-derived checks of SPEC G.1."""
+"""FCOS parts against hand-derived values."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""SG-Net's movement head, its targets and loss, and the greedy tracker (SPEC G.2 #6, #7)."""
+"""SG-Net's movement head, its targets and loss, and the greedy tracker (SG-Net Sec. 3.3, Eq. 4)."""
 
 import pytest
 import torch

@@ -1,5 +1,5 @@
 """SG-Net mask branch: grid sizes, partition, coefficient pooling, blender, BMM and SAM
-(SPEC G.2 #1-#5) and the mask loss (C.2 #14)."""
+(SG-Net Sec. 3.2, Eq. 1-3) and the mask loss (Sec. 3.4)."""
 
 import math
 

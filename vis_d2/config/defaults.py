@@ -53,16 +53,17 @@ def add_vis_config(cfg: CN) -> CN:
     # "SGD" (detectron2's) or "ADAMW", both on detectron2's parameter groups
     cfg.SOLVER.OPTIMIZER = "SGD"
     cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW only
-    # results.json entries per track: 1 = its majority-vote class (SPEC F.3); k > 1 = its k best
-    # classes by mean class score, each an entry with the same masks
+    # results.json entries per track: 1 = its majority-vote class (as SG-Net scores); k > 1 =
+    # its k best classes by mean class score, each an entry with the same masks
     cfg.TEST.CLASSES_PER_TRACK = 1
     add_fcos_config(cfg)
     return cfg
 
 
 def add_sgnet_config(cfg: CN) -> CN:
-    """``MODEL.SGNET.*`` (SPEC C.5) plus the shared keys; sets the SG-Net defaults that differ
-    from plain FCOS: log-GIoU box loss, class-wise NMS at 0.5, at most 10 detections a frame."""
+    """``MODEL.SGNET.*`` (the SG-Net paper, Sec. 3-4) plus the shared keys; sets the SG-Net
+    defaults that differ from plain FCOS: log-GIoU box loss, class-wise NMS at 0.5, at most 10
+    detections a frame."""
     add_vis_config(cfg)
     cfg.MODEL.FCOS.LOC_LOSS_TYPE = "log_giou"
     cfg.MODEL.FCOS.NMS_TH = 0.5

@@ -1,4 +1,4 @@
-"""SG-Net's granularity blender (SPEC C.3 #4-#5, C.2 #1, #3, #14): per-instance sub-region
+"""SG-Net's granularity blender (Sec. 3.2, Eq. 1-3): per-instance sub-region
 grids, coefficient pooling from the master grid, the box-window mask assembly, its loss and
 pasting.
 

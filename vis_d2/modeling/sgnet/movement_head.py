@@ -1,4 +1,4 @@
-"""SG-Net's centerness-movement head (SPEC C.2 #8, #10; C.3 #6): the displacement of each
+"""SG-Net's centerness-movement head (Sec. 3.3, Eq. 4): the displacement of each
 instance's box centre between the previous and the current frame, its targets and its L1 loss."""
 
 from __future__ import annotations

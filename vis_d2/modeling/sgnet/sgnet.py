@@ -37,7 +37,7 @@ def _cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:
 
 @META_ARCH_REGISTRY.register()
 class SGNet(nn.Module):
-    """SG-Net (SPEC C) on a ResNet-FPN backbone.
+    """SG-Net (Liu et al., CVPR 2021) on a ResNet-FPN backbone.
 
     Training input (from ``YTVISDatasetMapper``): per sample a key frame ``image``/``instances``
     and a reference frame ``ref_image``/``ref_instances`` of the same video. Detection and mask

@@ -1,4 +1,4 @@
-"""SG-Net's spatial attention module (SAM, SPEC C.3 #3, C.2 #2, #3, #7): per location, one
+"""SG-Net's spatial attention module (SAM, Sec. 3.2): per location, one
 K-d coefficient vector for each cell of a ``master_grid`` × ``master_grid`` grid."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Online greedy association of per-frame detections by predicted centre movement (SG-Net;
-SPEC C.2 #9, #11, #12)."""
+"""Online greedy association of per-frame detections by predicted centre movement (SG-Net,
+Sec. 3.3)."""
 
 from __future__ import annotations
 
