@@ -29,7 +29,6 @@ from pathlib import Path
 import cv2
 import numpy as np
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import detection_utils as utils
 
 from vis_d2.data import (
     DatasetFormatError,
@@ -39,7 +38,13 @@ from vis_d2.data import (
     register_config_splits,
 )
 from vis_d2.utils.predictor import setup_cfg, setup_console_logging
-from vis_d2.utils.video_io import Mp4Writer, StagedOutputs, VideoIOError, check_output
+from vis_d2.utils.video_io import (
+    Mp4Writer,
+    StagedOutputs,
+    VideoIOError,
+    check_output,
+    video_frames,
+)
 from vis_d2.utils.visualizer import TrackVisualizer, as_tracks, ground_truth_tracks
 
 logger = logging.getLogger("vis_d2.visualize_data")
@@ -69,11 +74,7 @@ def draw_videos(videos: list[dict], visualizer: TrackVisualizer, out: Path, args
             final = check_output(out / f"{video['video_id']}.mp4", [], overwrite=args.overwrite)
             writer = Mp4Writer(staged.file(final), args.fps)
             try:
-                for t, path in enumerate(video["file_names"]):
-                    try:
-                        frame = np.ascontiguousarray(utils.read_image(path, format="BGR"))
-                    except OSError as e:
-                        raise VideoIOError(f"cannot decode frame {path}: {e}") from e
+                for t, (_, frame) in enumerate(video_frames(video)):
                     gt = ground_truth_tracks(video.get("annotations", [[]] * video["length"])[t],
                                              frame.shape[:2])
                     writer.write(visualizer.draw(frame, gt))

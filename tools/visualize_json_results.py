@@ -32,12 +32,17 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
-from detectron2.data import detection_utils as utils
 from detectron2.structures import Boxes, Instances
 
 from vis_d2.data import DatasetFormatError, get_video_dataset_dicts, register_config_splits
 from vis_d2.utils.predictor import setup_cfg, setup_console_logging
-from vis_d2.utils.video_io import Mp4Writer, StagedOutputs, VideoIOError, check_output
+from vis_d2.utils.video_io import (
+    Mp4Writer,
+    StagedOutputs,
+    VideoIOError,
+    check_output,
+    video_frames,
+)
 from vis_d2.utils.visualizer import TrackVisualizer, ground_truth_tracks
 
 logger = logging.getLogger("vis_d2.visualize_json_results")
@@ -134,11 +139,7 @@ def main(argv: list[str] | None = None) -> int:
                 final = check_output(out / f"{vid}.mp4", [args.input], overwrite=args.overwrite)
                 writer = Mp4Writer(staged.file(final), args.fps)
                 try:
-                    for t, path in enumerate(video["file_names"]):
-                        try:
-                            frame = np.ascontiguousarray(utils.read_image(path, format="BGR"))
-                        except OSError as e:
-                            raise VideoIOError(f"cannot decode frame {path}: {e}") from e
+                    for t, (_, frame) in enumerate(video_frames(video)):
                         size = frame.shape[:2]
                         drawn = visualizer.draw(frame, frame_predictions(entries, t, size,
                                                                          to_contiguous))

@@ -28,6 +28,7 @@ __all__ = [
     "check_output",
     "ensure_directory",
     "open_frames",
+    "video_frames",
 ]
 
 logger = logging.getLogger(__name__)
@@ -123,6 +124,13 @@ class FrameSource:
                 )
         finally:
             capture.release()
+
+
+def video_frames(video: dict) -> FrameSource:
+    """The frames of a loaded dataset video dict (``video_id``, ``file_names``), in order."""
+    vid = video["video_id"]
+    return FrameSource(str(vid), f"video {vid}", images=list(video["file_names"]),
+                       num_frames=len(video["file_names"]))
 
 
 def _image_sequence(paths: list[str], name: str, description: str) -> FrameSource:
