@@ -13,7 +13,7 @@ from fvcore.nn import FlopCountAnalysis
 from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 from ytvis_cases import write_edge_case_set
 
-from vis_d2.utils.predictor import FramePreprocessor, build_sgnet, setup_cfg
+from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +129,7 @@ def test_analyze_model_counts_parameters_and_per_frame_flops(edge, capsys):
 
     # at least the backbone's own count, as fvcore gives it on the same input
     cfg = setup_cfg(CONFIG, opts)
-    model = build_sgnet(cfg)
+    model = load_model(cfg)
     frame = FramePreprocessor(cfg)(cv2.imread(str(sorted(frames_dir.iterdir())[0])))
     image = ((frame["image"].float() - model.pixel_mean) / model.pixel_std)[None]
     with torch.no_grad():

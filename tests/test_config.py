@@ -45,3 +45,17 @@ def test_long_synthetic_config_is_the_synthetic_one_trained_longer():
     assert (long.MODEL, long.INPUT, long.DATASETS) == (short.MODEL, short.INPUT, short.DATASETS)
     for key in ("OPTIMIZER", "BASE_LR", "IMS_PER_BATCH", "WARMUP_ITERS", "EXP_DECAY_FINAL"):
         assert long.SOLVER[key] == short.SOLVER[key], key
+
+
+def test_get_cfg_holds_every_key_and_no_method_changes_the_shared_defaults():
+    from vis_d2.config import add_fcos_config
+    from vis_d2.config import get_cfg as get_vis_cfg
+
+    cfg = get_vis_cfg()
+    assert "SGNET" in cfg.MODEL and cfg.INPUT.REF_FRAME_RANGE == 2
+    assert cfg.MODEL.FCOS == add_fcos_config(get_cfg()).MODEL.FCOS
+    # SG-Net's own choices among the shared keys come with its Base config (Eq. 5, Sec. 4.1)
+    sgnet = get_vis_cfg()
+    sgnet.merge_from_file(str(CONFIG_DIR / "SGNet_R50.yaml"))
+    assert sgnet.MODEL.FCOS.LOC_LOSS_TYPE == "log_giou"
+    assert (sgnet.MODEL.FCOS.NMS_TH, sgnet.MODEL.FCOS.POST_NMS_TOPK_TEST) == (0.5, 10)

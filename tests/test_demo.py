@@ -15,7 +15,7 @@ from conftest import REPO, run_python
 from detectron2.modeling import build_model
 
 from vis_d2.data.synthetic import generate
-from vis_d2.utils.predictor import FramePreprocessor, build_sgnet, setup_cfg
+from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.utils.video_io import open_frames
 
 CONFIG = str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml")
@@ -109,7 +109,7 @@ def read_video(path):
 def eager_frames(assets, source):
     """The eager model's per-frame instances on ``source`` (a frame folder or video)."""
     cfg = setup_cfg(CONFIG, assets["opts"])
-    model = build_sgnet(cfg)
+    model = load_model(cfg)
     preprocess = FramePreprocessor(cfg)
     model.reset()
     return [model.inference_frame(preprocess(f)) for _, f in open_frames(str(source))]

@@ -12,7 +12,7 @@ from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 
 from vis_d2.data.synthetic import generate
 from vis_d2.export import ExportedSGNet, compare_frames, export_sgnet
-from vis_d2.utils.predictor import FramePreprocessor, build_sgnet, setup_cfg
+from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.utils.video_io import open_frames
 
 # a higher threshold than the demo tests: some frames have no detection at all
@@ -42,7 +42,7 @@ def setup(tmp_path_factory):
     save_random_weights(weights)
     opts = TINY + ["MODEL.WEIGHTS", str(weights)] + PARITY
     cfg = setup_cfg(CONFIG, opts)
-    return {"root": root, "videos": videos, "opts": opts, "cfg": cfg, "model": build_sgnet(cfg)}
+    return {"root": root, "videos": videos, "opts": opts, "cfg": cfg, "model": load_model(cfg)}
 
 
 def video_inputs(setup) -> list[list[dict]]:

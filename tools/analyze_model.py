@@ -37,7 +37,7 @@ from torch import nn
 from vis_d2.engine import CheckpointError
 from vis_d2.utils.predictor import (
     FramePreprocessor,
-    build_sgnet,
+    load_model,
     setup_cfg,
     setup_console_logging,
 )
@@ -137,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         cfg = setup_cfg(args.config_file, args.opts)
-        model = build_sgnet(cfg)
+        model = load_model(cfg)
         if "parameter" in args.tasks:
             print(parameter_count_table(model, max_depth=args.max_depth))
         if not {"flop", "activation"} & set(args.tasks):

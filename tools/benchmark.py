@@ -56,7 +56,7 @@ from detectron2.modeling import build_model
 from tabulate import tabulate
 from torch import nn
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg as get_vis_cfg
 from vis_d2.utils.benchmark import (
     MemoryMeter,
     PartTimer,
@@ -334,7 +334,7 @@ def option_value(opts: list[str], key: str) -> str | None:
 def setup_subjects(args: argparse.Namespace) -> tuple[list[Subject], torch.device]:
     if len(args.opts) % 2:
         raise SystemExit(f"config options must be KEY VALUE pairs, got {args.opts}")
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_vis_cfg()
     cfg.merge_from_file(args.config_file)
     cfg.merge_from_list(args.opts)
     device = resolve_device(args.device, cfg.MODEL.DEVICE)

@@ -257,8 +257,8 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
     from vis_d2.export import ExportedSGNet, ExportUnavailableError
     from vis_d2.utils.predictor import (
         FramePreprocessor,
-        build_sgnet,
         dataset_ids,
+        load_model,
         metadata_of,
         setup_cfg,
         setup_console_logging,
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
                     file=sys.stderr,
                 )
                 return 1
-            model = build_sgnet(cfg)
+            model = load_model(cfg)
         register_config_splits(cfg)
         metadata = metadata_of(cfg)
         run(

@@ -43,8 +43,8 @@ from vis_d2.export import (
 from vis_d2.export.runner import MANIFEST, require_module
 from vis_d2.utils.predictor import (
     FramePreprocessor,
-    build_sgnet,
     check_weights,
+    load_model,
     setup_cfg,
     setup_console_logging,
 )
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
             preprocess(f)
             for f in sample_frames(args.sample_input, cfg, max(2, args.check_frames))
         ]
-        model = build_sgnet(cfg)
+        model = load_model(cfg)
         with StagedOutputs() as staged:
             folder = staged.directory(output)
             export_sgnet(model, cfg, [x["image"] for x in inputs[:2]], folder, args.format)

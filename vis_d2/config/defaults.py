@@ -1,6 +1,7 @@
 """Config keys shared by all vis_d2 methods; each method adds its own in ``add_<method>_config``."""
 
 from detectron2.config import CfgNode as CN
+from detectron2.config import get_cfg as get_detectron2_cfg
 
 
 def add_fcos_config(cfg: CN) -> CN:
@@ -61,13 +62,12 @@ def add_vis_config(cfg: CN) -> CN:
 
 
 def add_sgnet_config(cfg: CN) -> CN:
-    """``MODEL.SGNET.*`` (the SG-Net paper, Sec. 3-4) plus the shared keys; sets the SG-Net
-    defaults that differ from plain FCOS: log-GIoU box loss, class-wise NMS at 0.5, at most 10
-    detections a frame."""
-    add_vis_config(cfg)
-    cfg.MODEL.FCOS.LOC_LOSS_TYPE = "log_giou"
-    cfg.MODEL.FCOS.NMS_TH = 0.5
-    cfg.MODEL.FCOS.POST_NMS_TOPK_TEST = 10
+    """``MODEL.SGNET.*`` (the SG-Net paper, Sec. 3-4), and the shared keys when ``cfg`` has
+    none yet. The SG-Net choices among the shared keys (log-GIoU box loss, class-wise NMS at
+    0.5, at most 10 detections a frame) are in ``configs/Base-SGNet.yaml``, so that no method's
+    defaults change another's."""
+    if "FCOS" not in cfg.MODEL:
+        add_vis_config(cfg)
     cfg.MODEL.SGNET = CN()
     _C = cfg.MODEL.SGNET
     # base mask module: P3-P5 resized to P3, concatenated, 2 convs, 1x1 to OUT_CHANNELS, x4 up
@@ -95,4 +95,14 @@ def add_sgnet_config(cfg: CN) -> CN:
     _C.TRACK.MAX_AGE = 1  # frames a lost track can still be matched
     _C.TRACK.SAME_CLASS = False
     _C.MASK_THRESH = 0.5  # on the mask probability at test time
+    return cfg
+
+
+def get_cfg() -> CN:
+    """detectron2's default config with every vis_d2 key: the video keys, the shared FCOS keys
+    and each method's own (``MODEL.SGNET``), all at their defaults. The entry point of the
+    tools; a method's choices live in its Base config file."""
+    cfg = get_detectron2_cfg()
+    add_vis_config(cfg)
+    add_sgnet_config(cfg)
     return cfg

@@ -12,11 +12,10 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Instances
 
-from ..config import add_sgnet_config
+from ..config import get_cfg
 from ..modeling.fcos import compute_locations, fcos_inference
 from ..modeling.sgnet import MovementHead, SpatialAttention
 from ..modeling.sgnet.blender import MaskWindows, frame_masks, instance_windows, resize_matrix
@@ -99,7 +98,7 @@ class ExportedSGNet:
             raise FileNotFoundError(f"{manifest_path} does not exist: not an export directory")
         self.manifest = json.loads(manifest_path.read_text())
         self.device = torch.device(device)
-        cfg = add_sgnet_config(get_cfg())
+        cfg = get_cfg()
         cfg.merge_from_file(str(self.export_dir / self.manifest["config"]))
         cfg.merge_from_list(list(opts))
         cfg.freeze()

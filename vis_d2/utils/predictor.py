@@ -1,4 +1,4 @@
-"""Config, model and per-frame input preparation for running SG-Net outside the trainer
+"""Config, model and per-frame input preparation for running a vis_d2 model outside the trainer
 (the video counterpart of detectron2's ``DefaultPredictor`` set-up)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from detectron2.config import CfgNode, get_cfg
+from detectron2.config import CfgNode
 from detectron2.data import Metadata, MetadataCatalog
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
@@ -17,13 +17,13 @@ from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from torch import nn
 
-from ..config import add_sgnet_config
+from ..config import get_cfg
 from ..data import load_categories
 from ..engine.checkpoint import VISCheckpointer
 
 __all__ = [
     "FramePreprocessor",
-    "build_sgnet",
+    "load_model",
     "check_weights",
     "dataset_ids",
     "metadata_of",
@@ -42,7 +42,7 @@ def setup_cfg(config_file: str, opts: Sequence[str] = ()) -> CfgNode:
     """
     if not os.path.isfile(config_file):
         raise FileNotFoundError(f"config file {config_file} does not exist")
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     cfg.merge_from_file(config_file)
     cfg.merge_from_list(list(opts))
     if cfg.MODEL.DEVICE.startswith("cuda") and not torch.cuda.is_available():
@@ -62,7 +62,7 @@ def check_weights(cfg: CfgNode) -> None:
         raise FileNotFoundError(f"MODEL.WEIGHTS file {weights} does not exist")
 
 
-def build_sgnet(cfg: CfgNode) -> nn.Module:
+def load_model(cfg: CfgNode) -> nn.Module:
     """The model of ``cfg`` with ``MODEL.WEIGHTS`` loaded (random initialisation, with a
     warning, when it is empty), in eval mode.
 
