@@ -1,0 +1,54 @@
+"""vis_d2.model_zoo: every shipped config by name, from a source checkout and from an installed
+(non-editable) package."""
+
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_python
+
+from vis_d2 import model_zoo
+
+SHIPPED = sorted(str(p.relative_to(REPO / "configs")) for p in (REPO / "configs").rglob("*.yaml"))
+
+
+def test_every_shipped_config_is_listed_and_loads():
+    assert model_zoo.list_configs() == SHIPPED
+    for name in SHIPPED:
+        cfg = model_zoo.get_config(name)
+        assert cfg.MODEL.META_ARCHITECTURE != "GeneralizedRCNN", name  # detectron2's default
+
+
+def test_an_unknown_name_lists_the_configs():
+    with pytest.raises(FileNotFoundError, match="not a config of the vis_d2 model zoo; .*R50"):
+        model_zoo.get_config_file("SGNet_R500.yaml")
+
+
+def test_an_installed_package_carries_the_configs(tmp_path):
+    """pip install (not editable) of a copy of the sources into a folder of its own; that copy
+    finds every config in itself, not in this checkout."""
+    source, site = tmp_path / "source", tmp_path / "site"
+    ignore = shutil.ignore_patterns("__pycache__", "configs")  # the package's link to configs/
+    shutil.copytree(REPO / "vis_d2", source / "vis_d2", ignore=ignore)
+    shutil.copytree(REPO / "configs", source / "configs")
+    shutil.copy(REPO / "setup.py", source)
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+         "--target", str(site), str(source)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert build.returncode == 0, build.stderr[-3000:]
+    probe = (
+        f"import sys; sys.path.insert(0, {str(site)!r})\n"
+        "from vis_d2 import model_zoo\n"
+        "print(model_zoo.__file__)\n"
+        "print(model_zoo.get_config_file('SGNet_R50.yaml'))\n"
+        "print(model_zoo.get_config('synthetic/SGNet_R18_synthetic.yaml').MODEL.RESNETS.DEPTH)\n"
+        "print('|'.join(model_zoo.list_configs()))\n"
+    )
+    proc = run_python("-c", probe, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    module, config, depth, names = proc.stdout.strip().splitlines()[-4:]
+    assert module.startswith(str(site)) and config.startswith(str(site))
+    assert depth == "18" and names.split("|") == SHIPPED
