@@ -1,5 +1,5 @@
 from .fcos import FCOS, FCOSOutputs, fcos_inference, flatten_levels
-from .head import FCOSHead, Scale, build_tower
+from .head import FCOSHead
 from .losses import box_loss, fcos_losses, ltrb_iou_giou, reduce_mean
 from .targets import (
     FCOSTargets,
@@ -14,10 +14,8 @@ __all__ = [
     "FCOSHead",
     "FCOSOutputs",
     "FCOSTargets",
-    "Scale",
     "assign_targets",
     "box_loss",
-    "build_tower",
     "centerness_targets",
     "compute_locations",
     "fcos_inference",

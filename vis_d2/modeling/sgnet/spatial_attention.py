@@ -9,7 +9,7 @@ from detectron2.layers import ShapeSpec
 from torch import nn
 from torch.nn import functional as F
 
-from ..fcos.head import build_tower, normal_init, shared_channels
+from ...layers import build_tower, normal_init, shared_channels
 
 __all__ = ["SpatialAttention"]
 

@@ -1,0 +1,5 @@
+"""Layers shared by the heads of every vis_d2 method."""
+
+from .towers import Scale, build_tower, normal_init, shared_channels
+
+__all__ = ["Scale", "build_tower", "normal_init", "shared_channels"]
