@@ -129,8 +129,7 @@ class FrameSource:
 def video_frames(video: dict) -> FrameSource:
     """The frames of a loaded dataset video dict (``video_id``, ``file_names``), in order."""
     vid = video["video_id"]
-    return FrameSource(str(vid), f"video {vid}", images=list(video["file_names"]),
-                       num_frames=len(video["file_names"]))
+    return _image_sequence(list(video["file_names"]), str(vid), f"video {vid}")
 
 
 def _image_sequence(paths: list[str], name: str, description: str) -> FrameSource:
