@@ -7,7 +7,7 @@ from detectron2.layers import ShapeSpec
 
 from vis_d2.config import add_sgnet_config
 from vis_d2.modeling.sgnet.movement_head import MovementHead, movement_loss, movement_targets
-from vis_d2.modeling.tracking.movement_tracker import MovementTracker
+from vis_d2.modeling.tracking import MovementTracker, build_tracker
 
 CHANNELS = 32  # GroupNorm(32, C) needs C divisible by 32
 SIZES = [(6, 7), (3, 4), (1, 2)]
@@ -160,10 +160,19 @@ def test_from_config():
     assert isinstance(head.tower[1], torch.nn.GroupNorm)
     cfg.MODEL.SGNET.TRACK.NUM_CONVS = 0
     assert MovementHead(cfg, [ShapeSpec(channels=CHANNELS)]).predictor.in_channels == 2 * CHANNELS
-    cfg.MODEL.SGNET.TRACK.MAX_AGE = 3
-    cfg.MODEL.SGNET.TRACK.SAME_CLASS = True
-    tracker = MovementTracker.from_config(cfg)
-    assert tracker.max_age == 3 and tracker.same_class
+    cfg.MODEL.TRACKER.MAX_AGE = 3
+    cfg.MODEL.TRACKER.SAME_CLASS = True
+    tracker = build_tracker(cfg)  # MODEL.TRACKER.NAME: MovementTracker, from the registry
+    assert isinstance(tracker, MovementTracker) and tracker.max_age == 3 and tracker.same_class
+    cfg.MODEL.TRACKER.NAME = "NoSuchTracker"
+    with pytest.raises(KeyError, match="NoSuchTracker"):
+        build_tracker(cfg)
+
+
+def test_tracker_keys_moved_from_the_sgnet_node_are_named_on_merge():
+    cfg = add_sgnet_config(get_cfg())
+    with pytest.raises(KeyError, match="MODEL.SGNET.TRACK.MAX_AGE was renamed to MODEL.TRACKER"):
+        cfg.merge_from_list(["MODEL.SGNET.TRACK.MAX_AGE", "2"])
 
 
 # ---------------------------------------------------------------- tracker

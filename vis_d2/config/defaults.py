@@ -46,6 +46,11 @@ def add_vis_config(cfg: CN) -> CN:
     :func:`vis_d2.data.register_ytvis_splits`.
     """
     cfg.INPUT.REF_FRAME_RANGE = 2
+    # the online tracker of TRACKER_REGISTRY that gives detections their track ids
+    cfg.MODEL.TRACKER = CN()
+    cfg.MODEL.TRACKER.NAME = "MovementTracker"
+    cfg.MODEL.TRACKER.MAX_AGE = 1  # frames a lost track can still be matched
+    cfg.MODEL.TRACKER.SAME_CLASS = False  # match only detections of the track's class
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
     cfg.DATASETS.REGISTER = ()
@@ -92,8 +97,8 @@ def add_sgnet_config(cfg: CN) -> CN:
     _C.TRACK.ON = True
     _C.TRACK.NUM_CONVS = 1
     _C.TRACK.LOSS_WEIGHT = 1.0
-    _C.TRACK.MAX_AGE = 1  # frames a lost track can still be matched
-    _C.TRACK.SAME_CLASS = False
+    for key in ("MAX_AGE", "SAME_CLASS"):
+        cfg.register_renamed_key(f"MODEL.SGNET.TRACK.{key}", f"MODEL.TRACKER.{key}")
     _C.MASK_THRESH = 0.5  # on the mask probability at test time
     return cfg
 

@@ -20,7 +20,7 @@ from ..modeling.fcos import compute_locations, fcos_inference
 from ..modeling.sgnet import MovementHead, SpatialAttention
 from ..modeling.sgnet.blender import MaskWindows, frame_masks, instance_windows, resize_matrix
 from ..modeling.sgnet.sgnet import BASE_STRIDE, tracked_frame
-from ..modeling.tracking import MovementTracker
+from ..modeling.tracking import build_tracker
 from .graphs import split_frame_outputs
 
 __all__ = [
@@ -115,7 +115,7 @@ class ExportedSGNet:
         if "movement" in self._graphs:
             self.movement_head = MovementHead(cfg, shapes).to(self.device).eval()
             self.movement_head.load_state_dict(heads["movement_head"])
-        self.tracker = MovementTracker.from_config(cfg)
+        self.tracker = build_tracker(cfg)
         self._prev_towers: list[torch.Tensor] | None = None
 
     def _load_graph(self, name: str) -> _TorchScriptGraph | _OnnxGraph:

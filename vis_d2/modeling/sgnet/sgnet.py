@@ -12,7 +12,7 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ..fcos import FCOS, FCOSOutputs, flatten_levels
-from ..tracking.movement_tracker import MovementTracker
+from ..tracking import MovementTracker, build_tracker
 from .base_mask import BaseMaskModule
 from .blender import frame_masks, gt_windows, instance_windows, mask_loss, resize_matrix
 from .movement_head import MovementHead, movement_loss, movement_targets
@@ -106,7 +106,7 @@ class SGNet(nn.Module):
             "base_mask": BaseMaskModule(cfg, shapes),
             "sam": SpatialAttention(cfg, level_shapes),
             "movement_head": MovementHead(cfg, level_shapes) if sg.TRACK.ON else None,
-            "tracker": MovementTracker.from_config(cfg),
+            "tracker": build_tracker(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "max_div": sg.SAM.MAX_DIV,

@@ -6,6 +6,8 @@ from __future__ import annotations
 import torch
 from detectron2.config import CfgNode
 
+from .build import TRACKER_REGISTRY
+
 __all__ = ["MovementTracker"]
 
 
@@ -13,6 +15,7 @@ def _centres(boxes: torch.Tensor) -> torch.Tensor:
     return (boxes[:, :2] + boxes[:, 2:]) / 2
 
 
+@TRACKER_REGISTRY.register()
 class MovementTracker:
     """Assigns track ids to the detections of one video, one frame at a time.
 
@@ -33,8 +36,8 @@ class MovementTracker:
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> MovementTracker:
-        track = cfg.MODEL.SGNET.TRACK
-        return cls(max_age=track.MAX_AGE, same_class=track.SAME_CLASS)
+        tracker = cfg.MODEL.TRACKER
+        return cls(max_age=tracker.MAX_AGE, same_class=tracker.SAME_CLASS)
 
     def reset(self) -> None:
         """Start a new video: no tracks, and the next new id is 0."""
