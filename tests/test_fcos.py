@@ -13,6 +13,7 @@ from torchvision.ops import sigmoid_focal_loss
 from vis_d2 import add_vis_config
 from vis_d2.modeling.fcos import (
     FCOS,
+    FCOSHead,
     assign_targets,
     box_loss,
     centerness_targets,
@@ -329,3 +330,19 @@ def test_half_width_resnet18_for_cpu_configs():
     with torch.no_grad():
         out = backbone(torch.zeros(1, 3, 64, 96))
     assert out["p3"].shape == (1, 256, 8, 12)
+
+
+def test_head_parts_let_a_method_act_between_towers_and_predictions():
+    torch.manual_seed(0)
+    head = FCOSHead(in_channels=32, num_levels=2, num_classes=3, num_cls_convs=1, num_box_convs=1)
+    features = [torch.randn(1, 32, 8, 8), torch.randn(1, 32, 4, 4)]
+    full = head(features)
+    cls_towers, bbox_towers = head.forward_towers(features)
+    reg, ctr = head.box_outputs(bbox_towers)
+    for parts, name in ((head.class_logits(cls_towers), "logits"), (reg, "reg"), (ctr, "ctr"),
+                        (bbox_towers, "bbox_towers")):
+        assert all(torch.equal(a, b) for a, b in zip(parts, full[name], strict=True)), name
+    # the logits are read from the towers given, so a transform of them reaches the logits
+    changed = head.class_logits([t.flip(-1) for t in cls_towers])
+    assert not torch.allclose(changed[0], full["logits"][0])
+    assert torch.allclose(changed[0], head.cls_logits(cls_towers[0].flip(-1)))

@@ -59,16 +59,42 @@ class FCOSHead(nn.Module):
             "use_scale": fcos.USE_SCALE,
         }
 
-    def forward(self, features: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-        out: dict[str, list[torch.Tensor]] = {"logits": [], "reg": [], "ctr": [], "bbox_towers": []}
-        for level, feature in enumerate(features):
+    def forward_towers(
+        self, features: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per level, the (N, C, H_l, W_l) outputs of the class tower and of the box tower; a
+        method may transform them (e.g. align the class tower to the boxes) before predicting."""
+        cls_towers, bbox_towers = [], []
+        for feature in features:
             feature = self.share_tower(feature)
-            bbox_tower = self.bbox_tower(feature)
+            cls_towers.append(self.cls_tower(feature))
+            bbox_towers.append(self.bbox_tower(feature))
+        return cls_towers, bbox_towers
+
+    def box_outputs(
+        self, bbox_towers: list[torch.Tensor]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Per level, ltrb regression (N, 4, H_l, W_l) >= 0 in strides (scaled per level) and
+        centerness logits (N, 1, H_l, W_l) from the box towers."""
+        regs, ctrs = [], []
+        for level, bbox_tower in enumerate(bbox_towers):
             reg = self.bbox_pred(bbox_tower)
             if self.scales is not None:
                 reg = self.scales[level](reg)
-            out["logits"].append(self.cls_logits(self.cls_tower(feature)))
-            out["reg"].append(torch.relu(reg))
-            out["ctr"].append(self.ctrness(bbox_tower))
-            out["bbox_towers"].append(bbox_tower)
-        return out
+            regs.append(torch.relu(reg))
+            ctrs.append(self.ctrness(bbox_tower))
+        return regs, ctrs
+
+    def class_logits(self, cls_towers: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Per level, class logits (N, K, H_l, W_l) from the class towers."""
+        return [self.cls_logits(tower) for tower in cls_towers]
+
+    def forward(self, features: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
+        cls_towers, bbox_towers = self.forward_towers(features)
+        reg, ctr = self.box_outputs(bbox_towers)
+        return {
+            "logits": self.class_logits(cls_towers),
+            "reg": reg,
+            "ctr": ctr,
+            "bbox_towers": bbox_towers,
+        }
