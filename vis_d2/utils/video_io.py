@@ -215,11 +215,10 @@ def check_output(final: str | os.PathLike, inputs: list[str], *, overwrite: bool
     final = Path(final)
     if final.exists():
         real = os.path.realpath(final)
+        inside = real.rstrip(os.sep) + os.sep if final.is_dir() else None
         for path in inputs:
             input_real = os.path.realpath(path)
-            if input_real == real or (
-                final.is_dir() and input_real.startswith(real.rstrip(os.sep) + os.sep)
-            ):
+            if input_real == real or (inside is not None and input_real.startswith(inside)):
                 raise VideoIOError(
                     f"output {final} would replace the input {path}; choose another --output"
                 )
