@@ -11,7 +11,7 @@ from conftest import REPO, run_python
 from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 
 from vis_d2.data.synthetic import generate
-from vis_d2.export import ExportedSGNet, compare_frames, export_sgnet
+from vis_d2.export import ExportedModel, compare_frames, export_model
 from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.utils.video_io import open_frames
 
@@ -70,7 +70,7 @@ def exported(setup, tmp_path_factory):
             rng = torch.Generator().manual_seed(0)
             sample = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8, generator=rng)
             folders[fmt] = tmp_path_factory.mktemp(f"export_{fmt}")
-            export_sgnet(setup["model"], setup["cfg"], [sample], folders[fmt], fmt)
+            export_model(setup["model"], setup["cfg"], [sample], folders[fmt], fmt)
         return folders[fmt]
 
     return get
@@ -82,7 +82,7 @@ def test_export_reproduces_the_eager_model_on_other_frames(setup, exported, fmt)
         pytest.skip("onnx and onnxruntime are not installed")
     videos = video_inputs(setup)
     eager = run_videos(setup["model"], videos)
-    other = run_videos(ExportedSGNet(exported(fmt)), videos)
+    other = run_videos(ExportedModel(exported(fmt)), videos)
     metrics = compare_frames(eager, other)
 
     counts = metrics["detections"]
@@ -136,7 +136,7 @@ def test_export_tool_writes_a_checked_export(setup, tmp_path):
     assert f"wrote the torchscript export to {out}" in log
     names = sorted(p.name for p in out.iterdir())
     assert names == [
-        "config.yaml", "export.json", "frame.ts", "heads.pth", "mask.ts", "movement.ts"
+        "config.yaml", "export.json", "frame.ts", "mask.ts", "movement.ts", "weights.pth"
     ]  # fmt: skip
     assert [p.name for p in tmp_path.iterdir()] == ["exported"]
 

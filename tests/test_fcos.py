@@ -278,6 +278,26 @@ def test_class_agnostic_nms_and_class_scores():
     assert agnostic.class_scores[0, 2].item() == pytest.approx(agnostic.scores[0].item())
 
 
+def test_fast_nms_option_lets_suppressed_boxes_suppress():
+    cls = [-20.0] * NUM_CLASSES
+    cls[3] = 2.0
+    # A [2,2,22,22] > B [6,2,26,22] > C [10,2,30,22] by centerness: IoU(A, B) = IoU(B, C) =
+    # 320 / 480 = 0.67, IoU(A, C) = 240 / 560 = 0.43
+    head, locs = _head_with(
+        [(10, 10, 10, 10), (14, 10, 6, 10), (18, 10, 2, 10)],
+        [cls] * 3,
+        [2.0, 1.0, 0.0],
+        [(12, 12), (20, 12), (28, 12)],
+    )
+    standard = _infer(head, locs, nms_thresh=0.5)
+    assert standard.locations[:, 0].tolist() == [12, 28]  # B suppressed, C kept
+    fast = _infer(head, locs, nms_thresh=0.5, nms_type="fast")
+    assert fast.locations[:, 0].tolist() == [12]  # the suppressed B still suppresses C
+    assert len(_infer(head, locs, nms_thresh=0.5, nms_type="fast", fast_nms_topk=1)) == 1
+    with pytest.raises(ValueError, match="unknown NMS type 'soft'"):
+        _infer(head, locs, nms_type="soft")
+
+
 def test_thresh_with_ctr_changes_only_the_candidates():
     cls = [-20.0] * NUM_CLASSES
     cls[1] = 0.0  # sigmoid 0.5

@@ -4,6 +4,7 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
+from detectron2.structures import Boxes, Instances
 
 from vis_d2.config import add_sgnet_config
 from vis_d2.modeling.sgnet.movement_head import MovementHead, movement_loss, movement_targets
@@ -188,8 +189,14 @@ def _frame(tracker, specs, scores=None, disp=None, classes=None):
     n = len(specs)
     scores = torch.linspace(0.9, 0.5, n) if scores is None else torch.tensor(scores)
     classes = torch.zeros(n, dtype=torch.int64) if classes is None else torch.tensor(classes)
-    disp = None if disp is None else torch.tensor(disp, dtype=torch.float32).reshape(-1, 2)
-    return tracker.update(_boxes(*specs), scores, classes, disp).tolist()
+    return tracker.update(_detections(_boxes(*specs), scores, classes, disp)).tolist()
+
+
+def _detections(boxes, scores, classes, disp=None):
+    det = Instances((1000, 1000), pred_boxes=Boxes(boxes), scores=scores, pred_classes=classes)
+    if disp is not None:
+        det.displacements = torch.tensor(disp, dtype=torch.float32).reshape(-1, 2)
+    return det
 
 
 A = (100, 100, 50, 50)
@@ -278,7 +285,7 @@ def test_same_class():
 
 def test_no_displacement_and_empty_frames():
     tracker = MovementTracker()
-    empty = tracker.update(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0), None)
+    empty = tracker.update(_detections(torch.zeros(0, 4), torch.zeros(0), torch.zeros(0)))
     assert empty.dtype == torch.int64 and empty.shape == (0,)
     assert _frame(tracker, [A, B]) == [0, 1]
     assert _frame(tracker, [(105, 100, 50, 50), (300, 95, 80, 40)]) == [0, 1]

@@ -231,7 +231,7 @@ def test_training_refuses_more_classes_than_the_model_has(edge_set, registered):
     cfg = _edge_cfg(batch=2)
     cfg.MODEL.FCOS.NUM_CLASSES = 3
     with pytest.raises(ValueError, match="has 4 classes and MODEL.FCOS.NUM_CLASSES is 3"):
-        VISTrainer.build_train_loader(cfg)
+        VISTrainer(cfg)  # through the trainer, which compares the model and the data
 
 
 @pytest.mark.parametrize("where", ["command line", "config file"])

@@ -1,29 +1,32 @@
 #!/usr/bin/env python
-"""Per-frame video inference benchmark: SG-Net against detectron2's Mask R-CNN, in one run.
+"""Per-frame video inference benchmark: VIS models against detectron2's Mask R-CNN, in one run.
 
-    python tools/benchmark.py                                      # 640x360, SG-Net R50 vs R50-FPN
-    python tools/benchmark.py --frames 10 --output out/bench       # + benchmark.json and a plot
+    python tools/benchmark.py                               # 640x360, default config vs R50-FPN
+    python tools/benchmark.py --frames 10 --output out/bench   # + benchmark.json and a plot
     python tools/benchmark.py --config-file configs/SGNet_R101.yaml MODEL.WEIGHTS m.pth
+    python tools/benchmark.py --config-file A.yaml --config-file B.yaml   # two methods side by side
     python tools/benchmark.py --skip-baseline --detections 100 --profile
 
-Both models run at batch 1 on the same frames at ``--size``; SG-Net runs online (``reset()``,
-then ``inference_frame`` frame after frame, so its movement head and tracker work). For each
-number of detections N, both are configured to output exactly N a frame (every candidate
+Every model runs at batch 1 on the same frames at ``--size``; a VIS model (any registered
+META_ARCH implementing ``vis_d2.modeling.VISModel``) runs online (``reset()``, then
+``inference_frame`` frame after frame, so its tracking works). For each
+number of detections N, every model is configured to output exactly N a frame (every candidate
 passes the score threshold, NMS at IoU 1.0 suppresses nothing, the top N are kept) and the
 actual count of every frame is checked. Every (model, N) setting is its own model instance,
 and the settings take turns frame by frame, so that a machine whose speed drifts slows them
 alike. Reported per setting, after ``--warmup`` frames: latency median / p90 / mean of
 ``--frames`` frames, FPS = frames / their compute time, memory (weights + the largest rise
 during one frame: CUDA max_memory_allocated, or the process's peak RSS on the CPU), and the
-split of the frame into parts (forward hooks and method wrappers; CUDA events on CUDA).
-Trailing ``KEY VALUE`` options go to SG-Net's config.
+split of the frame into parts (forward hooks and method wrappers; CUDA events on CUDA; the
+parts are the model's ``benchmark_probes``). Trailing ``KEY VALUE`` options go to every VIS
+model's config.
 
-Without MODEL.WEIGHTS among the trailing options both models are randomly initialised (the
+Without MODEL.WEIGHTS among the trailing options the models are randomly initialised (the
 config's ImageNet backbone is not loaded). Values then change, not the work done, except where
 the work depends on them, so two things are set: the batch-norm statistics are taken from the
 first frame (otherwise a random ResNet's activations grow without bound, RPN proposals become
-the whole image and NMS leaves few boxes), and SG-Net's box regression outputs about 3 strides
-a side (random weights give empty boxes), i.e. boxes of the size each FPN level is trained for.
+the whole image and NMS leaves few boxes), and each VIS model adjusts what its work depends on
+(``init_for_benchmark``; e.g. box sizes, which random weights make empty).
 
 The exit status is 1 when a model did not output the forced number of detections.
 """
@@ -52,11 +55,12 @@ import torch
 from detectron2 import model_zoo
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.config import CfgNode, get_cfg
-from detectron2.modeling import build_model
+from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from tabulate import tabulate
 from torch import nn
 
 from vis_d2.config import get_cfg as get_vis_cfg
+from vis_d2.modeling import VISModel
 from vis_d2.utils.benchmark import (
     MemoryMeter,
     PartTimer,
@@ -66,34 +70,14 @@ from vis_d2.utils.benchmark import (
     latency_stats,
     parts_of_profile,
     rcnn_probes,
-    sgnet_probes,
 )
 from vis_d2.utils.video_io import open_frames
 
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = REPO / "configs" / "SGNet_R50.yaml"
 BASELINE_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
-# random init: box regression of about this many strides on each side of a location (a box
-# 6 strides wide, inside the 4-8 strides FCOS's SIZES_OF_INTEREST give each level)
-RANDOM_BOX_STRIDES = 3.0
-# (part or group of parts, label); groups are the parts before a "/"
-SGNET_LAYOUT = [
-    ("backbone", "backbone + FPN"),
-    ("fcos", "FCOS head + post-processing"),
-    ("fcos/head", "- head (cls, box, ctr towers)"),
-    ("fcos/postprocess", "- post-processing (top-k, boxes, NMS)"),
-    ("mask", "mask head"),
-    ("mask/bases", "- base masks"),
-    ("mask/sam_tower", "- SAM tower (dense)"),
-    ("mask/sam_coefficients", "- SAM coefficients (at detections)"),
-    ("mask/assemble", "- grids, blend, paste, resize"),
-    ("movement", "movement head"),
-    ("movement/tower", "- tower (dense, two frames)"),
-    ("movement/readout", "- 1x1 conv (at detections)"),
-    ("tracker", "tracker"),
-    ("other", "other (preprocessing, glue)"),
-]
 RCNN_LAYOUT = [
     ("backbone", "backbone + FPN"),
     ("rpn", "RPN"),
@@ -104,7 +88,6 @@ RCNN_LAYOUT = [
     ("postprocess", "paste masks into the image"),
     ("other", "other (preprocessing)"),
 ]
-HEAD_GROUPS = ("mask", "movement", "tracker")
 GOAL_SCALING = 1.10
 GOAL_VS_BASELINE = 0.6
 GOAL_HEADS_PCT = 15.0
@@ -138,9 +121,10 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--config-file",
-        default=str(REPO / "configs" / "SGNet_R50.yaml"),
+        action="append",
         metavar="FILE",
-        help="SG-Net config (default: configs/SGNet_R50.yaml)",
+        help="a VIS model's config; repeat it to benchmark several models side by side "
+        f"(default: {DEFAULT_CONFIG.relative_to(REPO)})",
     )
     parser.add_argument(
         "--baseline-config",
@@ -149,7 +133,9 @@ def argument_parser() -> argparse.ArgumentParser:
         help="the two-stage baseline: a config file or a detectron2 model-zoo name "
         f"(default: {BASELINE_CONFIG})",
     )
-    parser.add_argument("--skip-baseline", action="store_true", help="benchmark SG-Net only")
+    parser.add_argument(
+        "--skip-baseline", action="store_true", help="benchmark the VIS models only"
+    )
     parser.add_argument(
         "--size", type=parse_size, default=(640, 360), metavar="WxH", help="input size (640x360)"
     )
@@ -166,7 +152,8 @@ def argument_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--warmup", type=int, default=5, help="untimed frames first (5)")
     parser.add_argument(
-        "--device", help="cpu, cuda or cuda:K (default: SG-Net's MODEL.DEVICE, cpu without GPU)"
+        "--device",
+        help="cpu, cuda or cuda:K (default: the first config's MODEL.DEVICE, cpu without GPU)",
     )
     parser.add_argument(
         "--input",
@@ -180,17 +167,18 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--profile",
         nargs="?",
-        const="sgnet",
-        choices=["sgnet", "mask_rcnn"],
-        help="also run torch.profiler on this model (default sgnet) at the largest N and print "
-        "the top operators, overall and per part",
+        const="",
+        metavar="MODEL",
+        help="also run torch.profiler on this model (its key in benchmark.json: the "
+        "META_ARCHITECTURE in lower case, or mask_rcnn; default: the first VIS model) at the "
+        "largest N and print the top operators, overall and per part",
     )
     parser.add_argument("--seed", type=int, default=0, help="random weights and frames (0)")
     parser.add_argument(
         "opts",
         default=[],
         nargs=argparse.REMAINDER,
-        help="SG-Net config options as KEY VALUE pairs, e.g. MODEL.WEIGHTS model.pth",
+        help="VIS config options as KEY VALUE pairs, e.g. MODEL.WEIGHTS model.pth",
     )
     return parser
 
@@ -255,28 +243,33 @@ class Subject:
         return model
 
 
-class SGNetSubject(Subject):
-    key = "sgnet"
-    label = "SG-Net"
-    layout = SGNET_LAYOUT
+class VISSubject(Subject):
+    """A :class:`~vis_d2.modeling.VISModel`, run online."""
+
+    def __init__(self, cfg: CfgNode, weights: str, seed: int):
+        super().__init__(cfg, weights, seed)
+        self.model_class = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+        if not issubclass(self.model_class, VISModel):
+            raise SystemExit(
+                f"MODEL.META_ARCHITECTURE {cfg.MODEL.META_ARCHITECTURE} is not a VIS model "
+                "(vis_d2.modeling.VISModel)"
+            )
+        self.key = cfg.MODEL.META_ARCHITECTURE.lower()
+        self.label = self.model_class.display_name
+        self.layout = self.model_class.benchmark_layout
+        self.init_note = ""
 
     @property
     def init(self) -> str:
-        if self.weights:
+        if self.weights or not self.init_note:
             return super().init
-        return f"{super().init}, box regression bias {RANDOM_BOX_STRIDES} strides"
+        return f"{super().init}, {self.init_note}"
 
     def forced(self, num: int) -> CfgNode:
-        cfg = self.cfg.clone()
-        fcos = cfg.MODEL.FCOS
-        fcos.INFERENCE_TH_TEST = -1.0  # every (location, class) is a candidate
-        fcos.PRE_NMS_TOPK_TEST = max(fcos.PRE_NMS_TOPK_TEST, num)
-        fcos.POST_NMS_TOPK_TEST = num
-        fcos.NMS_TH = 1.0  # suppresses nothing (IoU > 1 never happens)
-        return cfg
+        return self.model_class.force_detections(self.cfg, num)
 
     def probes(self, model: nn.Module) -> list[Probe]:
-        return sgnet_probes(model)
+        return model.benchmark_probes()
 
     def start_video(self, model: nn.Module) -> None:
         model.reset()
@@ -286,7 +279,7 @@ class SGNetSubject(Subject):
         return len(out)
 
     def _random_init(self, model: nn.Module, first: torch.Tensor) -> None:
-        nn.init.constant_(model.fcos.head.bbox_pred.bias, RANDOM_BOX_STRIDES)
+        self.init_note = model.init_for_benchmark()
         super()._random_init(model, first)
 
 
@@ -334,13 +327,21 @@ def option_value(opts: list[str], key: str) -> str | None:
 def setup_subjects(args: argparse.Namespace) -> tuple[list[Subject], torch.device]:
     if len(args.opts) % 2:
         raise SystemExit(f"config options must be KEY VALUE pairs, got {args.opts}")
-    cfg = get_vis_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    device = resolve_device(args.device, cfg.MODEL.DEVICE)
-    cfg.MODEL.DEVICE = str(device)
     weights = option_value(args.opts, "MODEL.WEIGHTS") or ""
-    subjects: list[Subject] = [SGNetSubject(cfg, weights, args.seed)]
+    subjects: list[Subject] = []
+    device = None
+    for path in args.config_file or [str(DEFAULT_CONFIG)]:
+        cfg = get_vis_cfg()
+        cfg.merge_from_file(path)
+        cfg.merge_from_list(args.opts)
+        device = device or resolve_device(args.device, cfg.MODEL.DEVICE)
+        cfg.MODEL.DEVICE = str(device)
+        subject = VISSubject(cfg, weights, args.seed)
+        same = sum(s.key.split("#")[0] == subject.key for s in subjects)
+        if same:  # a second config of the same method, e.g. another backbone
+            subject.key = f"{subject.key}#{same + 1}"
+            subject.label = f"{subject.label} ({Path(path).stem})"
+        subjects.append(subject)
     if not args.skip_baseline:
         path = args.baseline_config
         base = get_cfg()
@@ -512,12 +513,9 @@ def without_postprocess(setting: dict[str, Any], part: str) -> float:
     return setting["latency_ms"]["mean"] - setting["parts_ms"].get(part, 0.0)
 
 
-def goal_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """The speed goals (ratios within one run) from the settings with the fewest and most
-    detections."""
-    sg = results["sgnet"]["settings"]
-    low, high = sg[0], sg[-1]
-    lo_n, hi_n = low["detections"], high["detections"]
+def goal_ratios(results: dict[str, Any], subjects: list[Subject]) -> list[dict[str, Any]]:
+    """The speed goals (ratios within one run) of every VIS model, from the settings with the
+    fewest and most detections."""
 
     def ratio(name, label, value, goal, unit="x"):
         passed = None if goal is None else bool(value <= goal)
@@ -530,50 +528,59 @@ def goal_ratios(results: dict[str, Any]) -> list[dict[str, Any]]:
             "pass": passed,
         }
 
-    ratios = [
-        ratio(
-            "sgnet_scaling",
-            f"SG-Net latency({hi_n}) / latency({lo_n})",
-            high["latency_ms"]["median"] / low["latency_ms"]["median"],
-            GOAL_SCALING,
+    base = results["mask_rcnn"]["settings"] if "mask_rcnn" in results else None
+    ratios = []
+    for subject in (s for s in subjects if isinstance(s, VISSubject)):
+        key, name = subject.key, subject.label
+        settings = results[key]["settings"]
+        low, high = settings[0], settings[-1]
+        lo_n, hi_n = low["detections"], high["detections"]
+        ratios.append(
+            ratio(
+                f"{key}_scaling",
+                f"{name} latency({hi_n}) / latency({lo_n})",
+                high["latency_ms"]["median"] / low["latency_ms"]["median"],
+                GOAL_SCALING,
+            )
         )
-    ]
-    if "mask_rcnn" in results:
-        base = results["mask_rcnn"]["settings"]
+        if base is not None:
+            ratios.append(
+                ratio(
+                    f"{key}_vs_mask_rcnn",
+                    f"{name} / Mask R-CNN latency at {hi_n} detections",
+                    high["latency_ms"]["median"] / base[-1]["latency_ms"]["median"],
+                    GOAL_VS_BASELINE,
+                )
+            )
+            ratios.append(
+                ratio(
+                    f"{key}_vs_mask_rcnn_without_postprocess",
+                    "- the same without detection post-processing (top-k, NMS), means",
+                    without_postprocess(high, subject.model_class.benchmark_postprocess_part)
+                    / without_postprocess(base[-1], "roi_heads/box_postprocess"),
+                    None,
+                )
+            )
+        groups = subject.model_class.benchmark_head_groups
+        ratios.append(
+            ratio(
+                f"{key}_heads_share",
+                f"{name} ({' + '.join(groups)}) / frame at {hi_n} detections",
+                sum(high["groups_pct"].get(g, 0.0) for g in groups),
+                GOAL_HEADS_PCT,
+                unit="%",
+            )
+        )
+    if base is not None:
         ratios.append(
             ratio(
                 "mask_rcnn_scaling",
-                f"Mask R-CNN latency({hi_n}) / latency({lo_n})",
+                f"Mask R-CNN latency({base[-1]['detections']}) / "
+                f"latency({base[0]['detections']})",
                 base[-1]["latency_ms"]["median"] / base[0]["latency_ms"]["median"],
                 None,
             )
         )
-        ratios.append(
-            ratio(
-                "sgnet_vs_mask_rcnn",
-                f"SG-Net / Mask R-CNN latency at {hi_n} detections",
-                high["latency_ms"]["median"] / base[-1]["latency_ms"]["median"],
-                GOAL_VS_BASELINE,
-            )
-        )
-        ratios.append(
-            ratio(
-                "sgnet_vs_mask_rcnn_without_postprocess",
-                "- the same without detection post-processing (top-k, NMS), means",
-                without_postprocess(high, "fcos/postprocess")
-                / without_postprocess(base[-1], "roi_heads/box_postprocess"),
-                None,
-            )
-        )
-    ratios.append(
-        ratio(
-            "sgnet_heads_share",
-            f"SG-Net (mask + movement head + tracker) / frame at {hi_n} detections",
-            sum(high["groups_pct"].get(g, 0.0) for g in HEAD_GROUPS),
-            GOAL_HEADS_PCT,
-            unit="%",
-        )
-    )
     return ratios
 
 
@@ -628,7 +635,7 @@ def goals_table(ratios: list[dict[str, Any]]) -> str:
     return tabulate(rows, headers=["ratio", "value", "goal", ""], tablefmt="pipe")
 
 
-def plot(results: dict[str, Any], keys: list[str], path: Path) -> None:
+def plot(results: dict[str, Any], keys: list[str], split: Subject, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -647,17 +654,17 @@ def plot(results: dict[str, Any], keys: list[str], path: Path) -> None:
     left.set_ylim(bottom=0)
     left.grid(alpha=0.3)
     left.legend()
-    settings = results["sgnet"]["settings"]
+    settings = results[split.key]["settings"]
     positions = np.arange(len(settings))
     bottom = np.zeros(len(settings))
-    for group, label in ((k, v) for k, v in SGNET_LAYOUT if "/" not in k):
+    for group, label in ((k, v) for k, v in split.layout if "/" not in k):
         values = np.array([s["groups_ms"].get(group, 0.0) for s in settings])
         right.bar(positions, values, bottom=bottom, label=label)
         bottom += values
     right.set_xticks(positions, [str(s["detections"]) for s in settings])
     right.set_xlabel("detections per frame")
     right.set_ylabel("ms per frame (mean)")
-    right.set_title("SG-Net frame by part")
+    right.set_title(f"{split.label} frame by part")
     right.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1))
     info = results["environment"]
     size = f"{info['size'][0]}x{info['size'][1]}"
@@ -687,7 +694,10 @@ def main(argv: list[str] | None = None) -> int:
             "memory_measure": "weights + the largest rise during one frame of the "
             + MemoryMeter(device).description,
         },
-        "sgnet_config": {"file": args.config_file, "opts": args.opts},
+        "configs": [
+            {"model": s.key, "file": path, "opts": args.opts}
+            for s, path in zip(subjects, args.config_file or [str(DEFAULT_CONFIG)], strict=False)
+        ],
     }
     if not args.skip_baseline:
         results["baseline_config"] = args.baseline_config
@@ -699,7 +709,7 @@ def main(argv: list[str] | None = None) -> int:
             "settings": settings[subject.key],
         }
     keys = [s.key for s in subjects]
-    results["ratios"] = goal_ratios(results)
+    results["ratios"] = goal_ratios(results, subjects)
 
     w, h = args.size
     print(f"\nPer-frame latency, batch 1, {w}x{h}, {device}, {torch.get_num_threads()} threads, "
@@ -712,10 +722,12 @@ def main(argv: list[str] | None = None) -> int:
     print("\nSpeed goals (ratios within this run)")
     print(goals_table(results["ratios"]))
 
-    if args.profile:
-        subject = next((s for s in subjects if s.key == args.profile), None)
+    if args.profile is not None:
+        wanted = args.profile or subjects[0].key
+        subject = next((s for s in subjects if s.key == wanted), None)
         if subject is None:
-            raise SystemExit(f"--profile {args.profile}: that model was not benchmarked")
+            known = ", ".join(s.key for s in subjects)
+            raise SystemExit(f"--profile {wanted}: that model was not benchmarked ({known})")
         text = profile(subject, detections[-1], frames, args, device)
         print("\n" + text)
         if args.output:
@@ -726,7 +738,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.output)
         out.mkdir(parents=True, exist_ok=True)
         (out / "benchmark.json").write_text(json.dumps(results, indent=2))
-        plot(results, keys, out / "latency_vs_detections.png")
+        plot(results, keys, subjects[0], out / "latency_vs_detections.png")
         logger.info(f"wrote {out / 'benchmark.json'} and {out / 'latency_vs_detections.png'}")
 
     short = [

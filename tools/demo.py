@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from vis_d2.evaluation import TrackResults
-    from vis_d2.export import ExportedSGNet
-    from vis_d2.modeling import SGNet
+    from vis_d2.export import ExportedModel
+    from vis_d2.modeling import VISModel
     from vis_d2.utils.predictor import FramePreprocessor
     from vis_d2.utils.video_io import FrameSource
     from vis_d2.utils.visualizer import TrackVisualizer
@@ -172,7 +172,7 @@ def output_paths(
 
 
 def run(
-    model: SGNet | ExportedSGNet,
+    model: VISModel | ExportedModel,
     source: FrameSource,
     paths: OutputPaths,
     *,
@@ -254,7 +254,7 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
     from vis_d2.data import register_config_splits
     from vis_d2.engine import CheckpointError
     from vis_d2.evaluation import TrackResults
-    from vis_d2.export import ExportedSGNet, ExportUnavailableError
+    from vis_d2.export import ExportedModel, ExportUnavailableError
     from vis_d2.utils.predictor import (
         FramePreprocessor,
         dataset_ids,
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
             overwrite=args.overwrite,
         )
         if args.exported:
-            model = ExportedSGNet(args.exported, opts=args.opts)
+            model = ExportedModel(args.exported, opts=args.opts)
             cfg = model.cfg
             logger.info(f"running the {model.format} export in {args.exported}")
         else:
@@ -303,7 +303,7 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
             visualizer=TrackVisualizer(metadata),
             results=TrackResults(
                 1,
-                dataset_ids(metadata, cfg.MODEL.FCOS.NUM_CLASSES),
+                dataset_ids(metadata, model.num_classes),
                 cfg.TEST.CLASSES_PER_TRACK,
             ),
             fps=args.fps or source.fps or DEFAULT_FPS,

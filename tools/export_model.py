@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export SG-Net's per-frame network to TorchScript or ONNX (detectron2's
+"""Export a VIS model's per-frame network to TorchScript or ONNX (detectron2's
 tools/deploy/export_model.py, for video).
 
     python tools/export_model.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml \\
@@ -7,10 +7,12 @@ tools/deploy/export_model.py, for video).
         MODEL.WEIGHTS output/sgnet_r18_synthetic/model_final.pth
     python tools/demo.py --exported exported/ --input clip.mp4 --output out/
 
-The dense part of each frame (backbone, FPN, FCOS head, base masks, SAM and movement towers)
-is exported as three graphs valid for any input size; the parts whose sizes depend on the
-data (score threshold, top-k, NMS, the per-detection mask and movement reads, the tracker)
-run in Python around them (``vis_d2.export.ExportedSGNet``). The export is checked against
+The dense part of each frame (backbone, FPN and the dense layers of the heads) is exported as
+graphs valid for any input size; the parts whose sizes depend
+on the data (score threshold, top-k, NMS, the reads at the detections, mask assembly, the
+tracker) run in Python around them, with the model's own code (``vis_d2.export.ExportedModel``
+runs an export folder). Any registered META_ARCH that implements ``vis_d2.modeling.VISModel``
+can be exported. The export is checked against
 the eager model on the first ``--check-frames`` sample frames and only kept if they agree.
 ONNX export needs the ``onnx`` package (running it, ``onnxruntime``).
 """
@@ -35,10 +37,10 @@ from detectron2.config import CfgNode
 from vis_d2.engine import CheckpointError
 from vis_d2.export import (
     EXPORT_FORMATS,
-    ExportedSGNet,
+    ExportedModel,
     ExportUnavailableError,
     compare_frames,
-    export_sgnet,
+    export_model,
 )
 from vis_d2.export.runner import MANIFEST, require_module
 from vis_d2.utils.predictor import (
@@ -116,7 +118,7 @@ def check_output_dir(path: Path) -> None:
     ensure_directory(path.parent)
 
 
-def check_export(model: torch.nn.Module, exported: ExportedSGNet, inputs: list[dict]) -> dict:
+def check_export(model: torch.nn.Module, exported: ExportedModel, inputs: list[dict]) -> dict:
     """Run both models on ``inputs`` as one video; returns :func:`compare_frames`'s metrics."""
     model.reset()
     exported.reset()
@@ -143,7 +145,7 @@ def verify(model: torch.nn.Module, folder: Path, inputs: list[dict]) -> None:
         ExportCheckError: when they disagree beyond the tolerances above.
     """
     try:
-        exported = ExportedSGNet(folder)
+        exported = ExportedModel(folder, device=model.device)
     except ExportUnavailableError as e:
         logger.warning(f"the export is not checked: {e}")
         return
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(cfg)
         with StagedOutputs() as staged:
             folder = staged.directory(output)
-            export_sgnet(model, cfg, [x["image"] for x in inputs[:2]], folder, args.format)
+            export_model(model, cfg, [x["image"] for x in inputs[:2]], folder, args.format)
             if args.check_frames > 0:
                 verify(model, folder, inputs[: args.check_frames])
             staged.commit()

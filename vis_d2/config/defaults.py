@@ -35,6 +35,10 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.POST_NMS_TOPK_TEST = 100
     _C.NMS_TH = 0.6
     _C.NMS_CLASS_AGNOSTIC = False  # one NMS over all classes instead of one per class
+    # "standard" NMS, or YOLACT's "fast" NMS (suppressed boxes still suppress; considers the
+    # FAST_NMS_TOPK best boxes of each class)
+    _C.NMS_TYPE = "standard"
+    _C.FAST_NMS_TOPK = 200
     return cfg
 
 
@@ -51,6 +55,9 @@ def add_vis_config(cfg: CN) -> CN:
     cfg.MODEL.TRACKER.NAME = "MovementTracker"
     cfg.MODEL.TRACKER.MAX_AGE = 1  # frames a lost track can still be matched
     cfg.MODEL.TRACKER.SAME_CLASS = False  # match only detections of the track's class
+    # EmbeddingTracker: weights of (log detection score, box IoU, same class) added to the
+    # embedding log-softmax (MaskTrack R-CNN's comprehensive score; SipMask-VIS's values)
+    cfg.MODEL.TRACKER.MATCH_COEFFS = (1.0, 2.0, 10.0)
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
     cfg.DATASETS.REGISTER = ()

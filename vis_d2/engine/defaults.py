@@ -23,6 +23,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..data import build_video_test_loader, build_video_train_loader
 from ..evaluation import YTVISEvaluator
+from ..modeling.meta_arch import VISModel
 from .checkpoint import VISCheckpointer
 from .hooks import PeriodicCheckpointer, preserved_rng_states
 from .inference import inference_on_videos
@@ -101,18 +102,18 @@ _NO_BUFFER_SYNC = (
 )
 
 
-def _check_num_classes(cfg: CfgNode) -> None:
+def _check_num_classes(cfg: CfgNode, model: VISModel) -> None:
     """The training splits' class count (known once they are loaded) against the model's:
-    more classes than MODEL.FCOS.NUM_CLASSES would make some of them background or crash the
-    loss, fewer leaves outputs that never learn."""
+    more classes than the model has would make some of them background or crash the loss,
+    fewer leaves outputs that never learn."""
     classes = MetadataCatalog.get(cfg.DATASETS.TRAIN[0]).thing_classes
-    num_classes = cfg.MODEL.FCOS.NUM_CLASSES
+    num_classes, key = model.num_classes, model.num_classes_key
     message = (
         f"DATASETS.TRAIN {tuple(cfg.DATASETS.TRAIN)} has {len(classes)} classes and "
-        f"MODEL.FCOS.NUM_CLASSES is {num_classes}"
+        f"{key} is {num_classes}"
     )
     if len(classes) > num_classes:
-        raise ValueError(f"{message}: set MODEL.FCOS.NUM_CLASSES {len(classes)}")
+        raise ValueError(f"{message}: set {key} {len(classes)}")
     if len(classes) < num_classes:
         logger.warning(f"{message}: {num_classes - len(classes)} class outputs never learn")
 
@@ -136,6 +137,7 @@ class VISTrainer(DefaultTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         data_loader = self.build_train_loader(cfg)
+        _check_num_classes(cfg, model)
         model = create_ddp_model(model, **_NO_BUFFER_SYNC)
         step_trainer = _AMPTrainer if cfg.SOLVER.AMP.ENABLED else _SimpleTrainer
         self._trainer = step_trainer(model, data_loader, optimizer)
@@ -184,9 +186,7 @@ class VISTrainer(DefaultTrainer):
 
     @classmethod
     def build_train_loader(cls, cfg: CfgNode, *, start_iter: int = 0):
-        loader = build_video_train_loader(cfg, start_iter=start_iter)
-        _check_num_classes(cfg)
-        return loader
+        return build_video_train_loader(cfg, start_iter=start_iter)
 
     @classmethod
     def build_test_loader(cls, cfg: CfgNode, dataset_name: str):

@@ -1,17 +1,13 @@
-"""Export of SG-Net's per-frame network (TorchScript or ONNX) and a runner that pairs the
-exported graphs with the Python post-processing and tracker (see :mod:`.graphs`)."""
+"""Export of a VIS model's per-frame network (TorchScript or ONNX) and a runner that pairs the
+exported graphs with the model's Python post-processing and tracker."""
 
-from .exporter import EXPORT_FORMATS, export_sgnet
-from .graphs import FrameGraph, MaskGraph, MovementGraph
-from .runner import ExportedSGNet, ExportUnavailableError, compare_frames
+from .exporter import EXPORT_FORMATS, export_model
+from .runner import ExportedModel, ExportUnavailableError, compare_frames
 
 __all__ = [
     "EXPORT_FORMATS",
     "ExportUnavailableError",
-    "ExportedSGNet",
-    "FrameGraph",
-    "MaskGraph",
-    "MovementGraph",
+    "ExportedModel",
     "compare_frames",
-    "export_sgnet",
+    "export_model",
 ]

@@ -1,4 +1,5 @@
-"""Writing an export folder: the traced dense graphs, the sparse heads' weights, the config."""
+"""Writing an export folder: a model's traced dense graphs, the weights of its sparse part,
+the config."""
 
 from __future__ import annotations
 
@@ -12,11 +13,10 @@ from pathlib import Path
 import torch
 from detectron2.config import CfgNode
 
-from ..modeling.sgnet import SGNet
-from .graphs import FrameGraph, MaskGraph, MovementGraph, split_frame_outputs
-from .runner import MANIFEST, require_module
+from ..modeling.meta_arch import VISModel
+from .runner import MANIFEST, WEIGHTS, require_module
 
-__all__ = ["EXPORT_FORMATS", "export_sgnet"]
+__all__ = ["EXPORT_FORMATS", "export_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,8 +52,8 @@ def _save_graph(
     input_names: list[str],
     path: Path,
     fmt: str,
-) -> tuple[torch.Tensor, ...]:
-    """Trace ``graph`` on ``inputs`` into ``path``; returns the eager outputs."""
+) -> None:
+    """Trace ``graph`` on ``inputs`` into ``path``."""
     graph.eval()
     with torch.no_grad():
         outputs = tuple(graph(*inputs))
@@ -76,25 +76,37 @@ def _save_graph(
                 },
             )
     logger.info(f"exported {type(graph).__name__} to {path}")
-    return outputs
 
 
-def export_sgnet(
-    model: SGNet,
+def _sparse_tensors(model: VISModel) -> dict[str, torch.Tensor]:
+    """The parameters and buffers of the model's sparse modules and its own buffers (pixel
+    mean and std): what its Python part reads besides the graphs."""
+    prefixes = tuple(f"{name}." for name in model.sparse_modules())
+    named = [*model.named_parameters(), *model.named_buffers()]
+    return {
+        name: tensor.detach().cpu()
+        for name, tensor in named
+        if name.startswith(prefixes) or "." not in name
+    }
+
+
+def export_model(
+    model: VISModel,
     cfg: CfgNode,
     images: list[torch.Tensor],
     output_dir: str | Path,
     fmt: str = "torchscript",
 ) -> Path:
-    """Export ``model`` (in eval mode) into the folder ``output_dir`` (created if needed).
+    """Export ``model`` (a :class:`VISModel` in eval mode) into the folder ``output_dir``
+    (created if needed).
 
-    ``images``: one or two resized frames (C, H, W) in ``INPUT.FORMAT``, 0-255; the graphs are
-    traced on the first (the movement graph on the second and the first). The traces hold no
+    ``images``: one or two consecutive resized frames (C, H, W) in ``INPUT.FORMAT``, 0-255,
+    on which the graphs are traced (see :meth:`VISModel.trace_inputs`). The traces hold no
     data-dependent control flow, so they are valid for other sizes and contents.
 
-    Writes ``frame``/``mask``/``movement`` graphs (``.ts`` TorchScript or ``.onnx``, see
-    :mod:`.graphs`), ``heads.pth`` (state dicts of the SAM and movement heads, whose last convs
-    run sparsely in Python), ``config.yaml`` and the manifest ``export.json``.
+    Writes every graph of :meth:`VISModel.export_graphs` (``.ts`` TorchScript or ``.onnx``),
+    ``weights.pth`` (the tensors of :meth:`VISModel.sparse_modules`, which run in Python),
+    ``config.yaml`` and the manifest ``export.json``.
 
     Raises:
         ExportUnavailableError: ``fmt`` is onnx and the ``onnx`` package is missing.
@@ -107,42 +119,25 @@ def export_sgnet(
         raise ValueError("export a model in eval mode (call model.eval())")
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
+    inputs = model.trace_inputs(images)
     graphs: dict[str, dict] = {}
-
-    def save(
-        name: str, graph: torch.nn.Module, inputs: list[torch.Tensor], input_names: list[str]
-    ) -> tuple[torch.Tensor, ...]:
+    for name, graph in model.export_graphs().items():
         path = output_dir / f"{name}{_SUFFIX[fmt]}"
-        outputs = _save_graph(graph, tuple(inputs), input_names, path, fmt)
-        graphs[name] = {"file": path.name, "inputs": input_names, "outputs": graph.output_names()}
-        return outputs
-
-    num_levels = len(model.fcos.in_features)
-    frame_graph = FrameGraph(model)
-    first = images[0].to(model.device).float()
-    head, features = split_frame_outputs(save("frame", frame_graph, [first], ["image"]), num_levels)
-    mask_graph = MaskGraph(model)
-    save("mask", mask_graph, features, list(mask_graph.feature_names))
-    heads = {"sam": model.sam.state_dict()}
-    if model.movement_head is not None:
-        previous = current = head["bbox_towers"]
-        if len(images) > 1:
-            with torch.no_grad():
-                later = frame_graph(images[1].to(model.device).float())
-            current = split_frame_outputs(later, num_levels)[0]["bbox_towers"]
-        movement_graph = MovementGraph(model)
-        save("movement", movement_graph, [*current, *previous], movement_graph.input_names())
-        heads["movement_head"] = model.movement_head.state_dict()
-
-    torch.save(heads, output_dir / "heads.pth")
+        _save_graph(graph, inputs[name], graph.input_names(), path, fmt)
+        graphs[name] = {
+            "file": path.name,
+            "inputs": graph.input_names(),
+            "outputs": graph.output_names(),
+        }
+    torch.save(_sparse_tensors(model), output_dir / WEIGHTS)
     (output_dir / "config.yaml").write_text(cfg.dump())
     manifest = {
         "format": fmt,
+        "meta_architecture": cfg.MODEL.META_ARCHITECTURE,
         "graphs": graphs,
-        "heads": "heads.pth",
+        "weights": WEIGHTS,
+        "sparse_modules": model.sparse_modules(),
         "config": "config.yaml",
-        "strides": list(model.fcos.strides),
-        "level_channels": int(head["bbox_towers"][0].shape[1]),
         "torch_version": torch.__version__,
     }
     if fmt == "onnx":

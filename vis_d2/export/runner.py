@@ -1,4 +1,4 @@
-"""Running an exported SG-Net: the exported dense graphs plus, in Python, the same sparse
+"""Running an exported model: the exported dense graphs plus, in Python, the same sparse
 post-processing and tracker the eager model uses."""
 
 from __future__ import annotations
@@ -12,21 +12,17 @@ from pathlib import Path
 from types import ModuleType
 
 import torch
-from detectron2.layers import ShapeSpec
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
 
 from ..config import get_cfg
-from ..modeling.fcos import compute_locations, fcos_inference
-from ..modeling.sgnet import MovementHead, SpatialAttention
-from ..modeling.sgnet.blender import MaskWindows, frame_masks, instance_windows, resize_matrix
-from ..modeling.sgnet.sgnet import BASE_STRIDE, tracked_frame
-from ..modeling.tracking import build_tracker
-from .graphs import split_frame_outputs
+from ..modeling.meta_arch import VISModel
 
 __all__ = [
     "MANIFEST",
+    "WEIGHTS",
     "ExportUnavailableError",
-    "ExportedSGNet",
+    "ExportedModel",
     "compare_frames",
     "require_module",
 ]
@@ -34,6 +30,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 MANIFEST = "export.json"
+WEIGHTS = "weights.pth"
 
 
 class ExportUnavailableError(RuntimeError):
@@ -75,15 +72,15 @@ class _OnnxGraph:
         return tuple(torch.from_numpy(a).to(self.device) for a in self.session.run(None, feeds))
 
 
-class ExportedSGNet:
-    """An export folder written by :func:`vis_d2.export.export_sgnet`, run like the eager
+class ExportedModel:
+    """An export folder written by :func:`vis_d2.export.export_model`, run like the eager
     model's streaming inference: :meth:`reset`, then :meth:`inference_frame` per frame.
 
-    The graphs compute the dense maps; thresholding, top-k and NMS (``fcos_inference``), the
-    SAM coefficients and movement read at the detections, the blender and the tracker run
-    here with the functions :meth:`SGNet.inference_frame` uses, in the same order.
-    ``opts`` (``KEY VALUE`` pairs) override the saved config's post-processing settings, e.g.
-    ``MODEL.FCOS.INFERENCE_TH_TEST``.
+    The model is rebuilt from the saved config without allocating its weights; the modules
+    its Python part reads (:meth:`VISModel.sparse_modules`) get the saved weights and the
+    loaded graphs replace its dense modules, so thresholds, NMS, mask assembly and tracking
+    run the eager model's own code. ``opts`` (``KEY VALUE`` pairs) override the saved
+    config's post-processing settings, e.g. ``MODEL.FCOS.INFERENCE_TH_TEST``.
     """
 
     def __init__(
@@ -97,26 +94,48 @@ class ExportedSGNet:
         if not manifest_path.is_file():
             raise FileNotFoundError(f"{manifest_path} does not exist: not an export directory")
         self.manifest = json.loads(manifest_path.read_text())
+        if "meta_architecture" not in self.manifest:
+            raise ValueError(
+                f"{manifest_path} was written by an older vis_d2 version: export the model again"
+            )
         self.device = torch.device(device)
         cfg = get_cfg()
         cfg.merge_from_file(str(self.export_dir / self.manifest["config"]))
         cfg.merge_from_list(list(opts))
+        cfg.MODEL.DEVICE = str(self.device)
         cfg.freeze()
         self.cfg = cfg
-        self.strides = list(self.manifest["strides"])
-        self.num_levels = len(self.strides)
-        self._graphs = {name: self._load_graph(name) for name in self.manifest["graphs"]}
+        self.model = self._build_model()
+        self.model.use_graphs({name: self._load_graph(name) for name in self.manifest["graphs"]})
 
-        shapes = [ShapeSpec(channels=self.manifest["level_channels"])] * self.num_levels
-        heads = torch.load(self.export_dir / self.manifest["heads"], map_location=self.device)
-        self.sam = SpatialAttention(cfg, shapes).to(self.device).eval()
-        self.sam.load_state_dict(heads["sam"])
-        self.movement_head = None
-        if "movement" in self._graphs:
-            self.movement_head = MovementHead(cfg, shapes).to(self.device).eval()
-            self.movement_head.load_state_dict(heads["movement_head"])
-        self.tracker = build_tracker(cfg)
-        self._prev_towers: list[torch.Tensor] | None = None
+    def _build_model(self) -> VISModel:
+        with torch.device("meta"):  # no memory and no initialisation for the graphs' weights
+            model = META_ARCH_REGISTRY.get(self.cfg.MODEL.META_ARCHITECTURE)(self.cfg)
+        saved = torch.load(
+            self.export_dir / self.manifest["weights"], map_location=self.device, weights_only=True
+        )
+        for name in self.manifest["sparse_modules"]:
+            model.get_submodule(name).to_empty(device=self.device)
+        prefixes = tuple(f"{name}." for name in self.manifest["sparse_modules"])
+        wanted = {
+            name: tensor
+            for name, tensor in [*model.named_parameters(), *model.named_buffers()]
+            if name.startswith(prefixes) or "." not in name
+        }
+        missing = sorted(set(wanted) - set(saved))
+        unexpected = sorted(set(saved) - set(wanted))
+        if missing or unexpected:
+            raise ValueError(
+                f"{self.export_dir / self.manifest['weights']} does not fit the model of "
+                f"{self.manifest['config']}: missing {missing}, unexpected {unexpected}"
+            )
+        with torch.no_grad():
+            for name, value in saved.items():
+                if "." in name:
+                    wanted[name].copy_(value)
+                else:  # the model's own buffers (pixel mean and std) are still on meta
+                    setattr(model, name, value)
+        return model.eval()
 
     def _load_graph(self, name: str) -> _TorchScriptGraph | _OnnxGraph:
         info = self.manifest["graphs"][name]
@@ -129,94 +148,22 @@ class ExportedSGNet:
     def format(self) -> str:
         return self.manifest["format"]
 
+    @property
+    def num_classes(self) -> int:
+        return self.model.num_classes
+
     def reset(self) -> None:
-        """Start a new video: forget the previous frame and restart track ids at 0."""
-        self.tracker.reset()
-        self._prev_towers = None
+        """Start a new video: forget earlier frames and restart track ids at 0."""
+        self.model.reset()
 
     def inference_video(self, video: dict) -> dict:
         """A whole video (``frames``: per-frame inputs, as from ``YTVISTestMapper``) →
-        ``{"frames": [Instances]}``, as :meth:`SGNet.inference_video`."""
-        self.reset()
-        return {"frames": [self.inference_frame(frame) for frame in video["frames"]]}
+        ``{"frames": [Instances]}``, as :meth:`VISModel.inference_video`."""
+        return self.model.inference_video(video)
 
-    def _detect(self, head: dict[str, list[torch.Tensor]], image_size: tuple[int, int]):
-        fcos = self.cfg.MODEL.FCOS
-        locations = [
-            compute_locations(m.shape[-2], m.shape[-1], stride, self.device)
-            for m, stride in zip(head["logits"], self.strides, strict=True)
-        ]
-        return fcos_inference(
-            head,
-            locations,
-            self.strides,
-            [image_size],
-            score_thresh=fcos.INFERENCE_TH_TEST,
-            pre_nms_topk=fcos.PRE_NMS_TOPK_TEST,
-            post_nms_topk=fcos.POST_NMS_TOPK_TEST,
-            nms_thresh=fcos.NMS_TH,
-            thresh_with_ctr=fcos.THRESH_WITH_CTR,
-            class_agnostic_nms=fcos.NMS_CLASS_AGNOSTIC,
-        )[0]
-
-    def _masks(
-        self, features: list[torch.Tensor], det: Instances
-    ) -> tuple[MaskWindows, torch.Tensor]:
-        """Mask windows of the detections and the base maps (as ``SGNet._masks``)."""
-        sg = self.cfg.MODEL.SGNET
-        *towers, bases = self._graphs["mask"](*features)
-        im_inds = torch.zeros_like(det.pred_classes)
-        coef = self.sam.coefficients(towers, im_inds, det.fpn_levels, det.loc_inds)
-        windows = instance_windows(
-            bases,
-            coef,
-            im_inds,
-            det.pred_boxes.tensor,
-            max_div=sg.SAM.MAX_DIV,
-            unit=sg.SAM.UNIT,
-            master_grid=sg.SAM.MASTER_GRID,
-            mode=sg.BLENDER,
-            base_stride=BASE_STRIDE,
-        )
-        return windows, bases
-
-    @torch.no_grad()
     def inference_frame(self, frame: dict) -> Instances:
-        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``) → its tracked instances at the original resolution:
-        ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` (bool), ``track_ids``."""
-        if frame.get("is_first", False):
-            self.reset()
-        image = frame["image"].to(self.device).float()
-        outputs = self._graphs["frame"](image)
-        head, features = split_frame_outputs(outputs, self.num_levels)
-        in_h, in_w = image.shape[-2:]
-        out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
-        det = self._detect(head, (in_h, in_w))
-        im_inds = torch.zeros_like(det.pred_classes)
-        if len(det):
-            windows, bases = self._masks(features, det)
-            base_h, base_w = bases.shape[-2:]
-            masks = frame_masks(
-                windows,
-                resize_matrix(base_h, BASE_STRIDE, in_h, out_h, self.device),
-                resize_matrix(base_w, BASE_STRIDE, in_w, out_w, self.device),
-                self.cfg.MODEL.SGNET.MASK_THRESH,
-            )
-        else:
-            masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-        displacements = None
-        if self.movement_head is not None:
-            cur = head["bbox_towers"]
-            if self._prev_towers is not None and len(det):
-                towers = list(self._graphs["movement"](*cur, *self._prev_towers))
-                strides = torch.tensor(self.strides, device=self.device)[det.fpn_levels]
-                displacements = (
-                    self.movement_head.predict(towers, im_inds, det.fpn_levels, det.loc_inds)
-                    * strides[:, None]
-                )
-            self._prev_towers = cur
-        return tracked_frame(det, masks, (in_h, in_w), (out_h, out_w), self.tracker, displacements)
+        """One frame, as :meth:`VISModel.inference_frame`."""
+        return self.model.inference_frame(frame)
 
 
 def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -262,4 +209,3 @@ def compare_frames(reference: list[Instances], other: list[Instances]) -> dict:
         iou = _mask_iou(ref.pred_masks, oth.pred_masks).min()
         out["min_mask_iou"] = min(out["min_mask_iou"], float(iou))
     return out
-

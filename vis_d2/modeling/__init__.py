@@ -2,7 +2,8 @@
 
 from .backbone import build_fcos_resnet_fpn_backbone
 from .fcos import FCOS
+from .meta_arch import VISModel
 from .sgnet import SGNet
 from .tracking import MovementTracker
 
-__all__ = ["FCOS", "MovementTracker", "SGNet", "build_fcos_resnet_fpn_backbone"]
+__all__ = ["FCOS", "MovementTracker", "SGNet", "VISModel", "build_fcos_resnet_fpn_backbone"]

@@ -1,5 +1,6 @@
 """Measuring per-frame inference: frame timers split into named parts by hooks, latency
-statistics, peak memory, and the probes that split SG-Net and detectron2's R-CNN frames.
+statistics, peak memory, and the probes that split detectron2's R-CNN frames (a VIS model
+names its own parts: ``VISModel.benchmark_probes``).
 
 A part is charged with the time from the point where it begins (a :class:`Probe` marks it) to
 the next mark or the end of the frame, so the parts of a frame add up to the frame.
@@ -33,7 +34,6 @@ __all__ = [
     "latency_stats",
     "parts_of_profile",
     "rcnn_probes",
-    "sgnet_probes",
 ]
 
 logger = logging.getLogger(__name__)
@@ -155,30 +155,6 @@ class PartTimer:
         finally:
             for undo in reversed(detach):
                 undo()
-
-
-def sgnet_probes(model: nn.Module) -> list[Probe]:
-    """Parts of :meth:`SGNet.inference_frame`: ``backbone`` (ResNet + FPN), ``fcos/head``,
-    ``fcos/postprocess`` (top-k, boxes, NMS), ``mask/*`` (``bases``: the base mask module,
-    ``sam_tower``: the SAM's dense tower, ``sam_coefficients``: its second conv read at the
-    detections, ``assemble``: grids, pooling, blending, pasting, resizing and thresholding),
-    ``movement/tower`` (its dense tower on two frames), ``movement/readout`` (its 1×1 conv at
-    the detections), ``tracker`` and ``other`` (preprocessing and glue)."""
-    probes = [
-        Probe(model.backbone, "backbone", "other"),
-        Probe(model.fcos, "fcos/postprocess", "mask/assemble"),
-        Probe(model.fcos.head, "fcos/head", "fcos/postprocess"),
-        Probe(model.base_mask, "mask/bases", "mask/assemble"),
-        Probe(model.sam, "mask/sam_tower", "mask/assemble", "forward_towers"),
-        Probe(model.sam, "mask/sam_coefficients", "mask/assemble", "coefficients"),
-        Probe(model.tracker, "tracker", "other", "update"),
-    ]
-    if model.movement_head is not None:
-        probes += [
-            Probe(model.movement_head, "movement/tower", "movement/readout", "forward_towers"),
-            Probe(model.movement_head, "movement/readout", "other", "predict"),
-        ]
-    return probes
 
 
 def rcnn_probes(model: nn.Module) -> list[Probe]:

@@ -10,11 +10,15 @@ from detectron2.layers import ShapeSpec, batched_nms
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
+from ...layers import fast_nms
 from .head import FCOSHead
 from .losses import LOC_LOSS_TYPES, fcos_losses
 from .targets import FCOSTargets, assign_targets, compute_locations, level_size_ranges
 
-__all__ = ["FCOS", "FCOSOutputs", "flatten_levels", "fcos_inference"]
+__all__ = ["FCOS", "FCOSOutputs", "flatten_levels", "fcos_inference", "force_detections"]
+
+
+NMS_TYPES = ("standard", "fast")
 
 
 def flatten_levels(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -50,12 +54,17 @@ def fcos_inference(
     nms_thresh: float,
     thresh_with_ctr: bool,
     class_agnostic_nms: bool = False,
+    nms_type: str = "standard",
+    fast_nms_topk: int = 200,
 ) -> list[Instances]:
     """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
     (sqrt(cls·ctr)), ``pred_classes``, ``class_scores`` (N, C) (sqrt(cls·ctr) of every class
     at the detection's cell), and where they came from: ``fpn_levels``, ``locations`` (x, y)
     and ``loc_inds`` (index of the cell in its level's H_l·W_l map). NMS runs per class, or
-    over all classes with ``class_agnostic_nms``."""
+    over all classes with ``class_agnostic_nms``; ``nms_type`` "fast" is YOLACT's Fast NMS
+    over the ``fast_nms_topk`` best boxes of each group (:func:`vis_d2.layers.fast_nms`)."""
+    if nms_type not in NMS_TYPES:
+        raise ValueError(f"unknown NMS type '{nms_type}'; choose one of {NMS_TYPES}")
     results = []
     for i, image_size in enumerate(image_sizes):
         per_level = []
@@ -89,7 +98,10 @@ def fcos_inference(
         merged = (torch.cat(x) for x in zip(*per_level, strict=True))
         boxes, scores, labels, class_scores, loc_inds, xys, levels = merged
         groups = torch.zeros_like(labels) if class_agnostic_nms else labels
-        keep = batched_nms(boxes, scores, groups, nms_thresh)[:post_nms_topk]
+        if nms_type == "fast":
+            keep = fast_nms(boxes, scores, groups, nms_thresh, fast_nms_topk)[:post_nms_topk]
+        else:
+            keep = batched_nms(boxes, scores, groups, nms_thresh)[:post_nms_topk]
         inst = Instances(image_size)
         inst.pred_boxes = Boxes(boxes[keep])
         inst.pred_boxes.clip(image_size)
@@ -103,11 +115,23 @@ def fcos_inference(
     return results
 
 
+def force_detections(cfg: CfgNode, num: int) -> CfgNode:
+    """A copy of ``cfg`` whose FCOS inference keeps exactly ``num`` detections a frame: every
+    (location, class) is a candidate and NMS suppresses nothing."""
+    cfg = cfg.clone()
+    fcos = cfg.MODEL.FCOS
+    fcos.INFERENCE_TH_TEST = -1.0
+    fcos.PRE_NMS_TOPK_TEST = max(fcos.PRE_NMS_TOPK_TEST, num)
+    fcos.POST_NMS_TOPK_TEST = num
+    fcos.NMS_TH = 1.0  # IoU > 1 never happens
+    return cfg
+
+
 class FCOS(nn.Module):
     """FCOS (AdelaiDet behaviour) over ``in_features`` of a backbone.
 
     ``forward(images, features, gt_instances)`` returns ``(detections, losses, outputs)``:
-    detections per image at inference (None in training unless ``detect_in_training``), the
+    detections per image at inference (None in training), the
     loss dict in training (``loss_fcos_cls``, ``loss_fcos_loc``, ``loss_fcos_ctr``), and the
     :class:`FCOSOutputs` the mask/track heads read.
     """
@@ -133,8 +157,12 @@ class FCOS(nn.Module):
         post_nms_topk: tuple[int, int] = (100, 100),
         nms_thresh: float = 0.6,
         class_agnostic_nms: bool = False,
+        nms_type: str = "standard",
+        fast_nms_topk: int = 200,
     ):
         super().__init__()
+        if nms_type not in NMS_TYPES:
+            raise ValueError(f"MODEL.FCOS.NMS_TYPE '{nms_type}' is not one of {NMS_TYPES}")
         if loc_loss_type not in LOC_LOSS_TYPES:
             raise ValueError(f"unknown box loss '{loc_loss_type}'; choose one of {LOC_LOSS_TYPES}")
         size_ranges = level_size_ranges(sizes_of_interest)
@@ -161,6 +189,8 @@ class FCOS(nn.Module):
         self.post_nms_topk = post_nms_topk
         self.nms_thresh = nms_thresh
         self.class_agnostic_nms = class_agnostic_nms
+        self.nms_type = nms_type
+        self.fast_nms_topk = fast_nms_topk
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -190,6 +220,8 @@ class FCOS(nn.Module):
             "post_nms_topk": (fcos.POST_NMS_TOPK_TRAIN, fcos.POST_NMS_TOPK_TEST),
             "nms_thresh": fcos.NMS_TH,
             "class_agnostic_nms": fcos.NMS_CLASS_AGNOSTIC,
+            "nms_type": fcos.NMS_TYPE,
+            "fast_nms_topk": fcos.FAST_NMS_TOPK,
         }
 
     def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -198,12 +230,63 @@ class FCOS(nn.Module):
             for f, s in zip(features, self.strides, strict=True)
         ]
 
+    def losses(
+        self,
+        head: dict[str, list[torch.Tensor]],
+        locations: list[torch.Tensor],
+        gt_instances: list[Instances],
+    ) -> tuple[dict[str, torch.Tensor], FCOSTargets]:
+        """The FCOS losses of the head outputs ``head`` (``logits``, ``reg``, ``ctr`` per level)
+        for the targets assigned to ``gt_instances``, and that assignment."""
+        targets = assign_targets(
+            locations,
+            self.strides,
+            self.size_ranges,
+            gt_instances,
+            self.num_classes,
+            self.center_sample,
+            self.pos_radius,
+        )
+        losses = fcos_losses(
+            flatten_levels(head["logits"]),
+            flatten_levels(head["reg"]),
+            flatten_levels(head["ctr"]).squeeze(1),
+            targets,
+            self.num_classes,
+            loc_loss_type=self.loc_loss_type,
+            focal_alpha=self.focal_alpha,
+            focal_gamma=self.focal_gamma,
+            cls_weight=self.cls_weight,
+        )
+        return losses, targets
+
+    @torch.no_grad()
+    def detect(
+        self, head: dict[str, list[torch.Tensor]], image_sizes: list[tuple[int, int]]
+    ) -> list[Instances]:
+        """Detections per image (see :func:`fcos_inference`) from the head outputs, with the
+        training or test thresholds as the module is in training or eval mode."""
+        phase = 0 if self.training else 1
+        return fcos_inference(
+            {k: [t.detach() for t in v] for k, v in head.items()},
+            self.locations(head["logits"]),
+            self.strides,
+            image_sizes,
+            score_thresh=self.score_thresh[phase],
+            pre_nms_topk=self.pre_nms_topk[phase],
+            post_nms_topk=self.post_nms_topk[phase],
+            nms_thresh=self.nms_thresh,
+            thresh_with_ctr=self.thresh_with_ctr,
+            class_agnostic_nms=self.class_agnostic_nms,
+            nms_type=self.nms_type,
+            fast_nms_topk=self.fast_nms_topk,
+        )
+
     def forward(
         self,
         images: ImageList,
         features: dict[str, torch.Tensor],
         gt_instances: list[Instances] | None = None,
-        detect_in_training: bool = False,
     ) -> tuple[list[Instances] | None, dict[str, torch.Tensor], FCOSOutputs]:
         feats = [features[f] for f in self.in_features]
         head = self.head(feats)
@@ -211,40 +294,8 @@ class FCOS(nn.Module):
         losses: dict[str, torch.Tensor] = {}
         targets = None
         if self.training:
-            targets = assign_targets(
-                locations,
-                self.strides,
-                self.size_ranges,
-                gt_instances,
-                self.num_classes,
-                self.center_sample,
-                self.pos_radius,
-            )
-            losses = fcos_losses(
-                flatten_levels(head["logits"]),
-                flatten_levels(head["reg"]),
-                flatten_levels(head["ctr"]).squeeze(1),
-                targets,
-                self.num_classes,
-                loc_loss_type=self.loc_loss_type,
-                focal_alpha=self.focal_alpha,
-                focal_gamma=self.focal_gamma,
-                cls_weight=self.cls_weight,
-            )
+            losses, targets = self.losses(head, locations, gt_instances)
         detections = None
-        if not self.training or detect_in_training:
-            phase = 0 if self.training else 1
-            with torch.no_grad():
-                detections = fcos_inference(
-                    {k: [t.detach() for t in v] for k, v in head.items()},
-                    locations,
-                    self.strides,
-                    images.image_sizes,
-                    score_thresh=self.score_thresh[phase],
-                    pre_nms_topk=self.pre_nms_topk[phase],
-                    post_nms_topk=self.post_nms_topk[phase],
-                    nms_thresh=self.nms_thresh,
-                    thresh_with_ctr=self.thresh_with_ctr,
-                    class_agnostic_nms=self.class_agnostic_nms,
-                )
+        if not self.training:
+            detections = self.detect(head, images.image_sizes)
         return detections, losses, FCOSOutputs(head, locations, self.strides, targets)

@@ -11,10 +11,13 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from ..fcos import FCOS, FCOSOutputs, flatten_levels
-from ..tracking import MovementTracker, build_tracker
+from ...utils.benchmark import Probe
+from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_detections
+from ..meta_arch import VISModel
+from ..tracking import Tracker, build_tracker
 from .base_mask import BaseMaskModule
 from .blender import frame_masks, gt_windows, instance_windows, mask_loss, resize_matrix
+from .graphs import FrameGraph, MaskGraph, MovementGraph, split_frame_outputs
 from .movement_head import MovementHead, movement_loss, movement_targets
 from .spatial_attention import SpatialAttention
 
@@ -36,7 +39,7 @@ def _cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:
 
 
 @META_ARCH_REGISTRY.register()
-class SGNet(nn.Module):
+class SGNet(VISModel):
     """SG-Net (Liu et al., CVPR 2021) on a ResNet-FPN backbone.
 
     Training input (from ``YTVISDatasetMapper``): per sample a key frame ``image``/``instances``
@@ -49,6 +52,27 @@ class SGNet(nn.Module):
     :meth:`inference_frame` frame after frame.
     """
 
+    num_classes_key = "MODEL.FCOS.NUM_CLASSES"
+    display_name = "SG-Net"
+    benchmark_head_groups = ("mask", "movement", "tracker")
+    benchmark_postprocess_part = "fcos/postprocess"
+    benchmark_layout = [
+        ("backbone", "backbone + FPN"),
+        ("fcos", "FCOS head + post-processing"),
+        ("fcos/head", "- head (cls, box, ctr towers)"),
+        ("fcos/postprocess", "- post-processing (top-k, boxes, NMS)"),
+        ("mask", "mask head"),
+        ("mask/bases", "- base masks"),
+        ("mask/sam_tower", "- SAM tower (dense)"),
+        ("mask/sam_coefficients", "- SAM coefficients (at detections)"),
+        ("mask/assemble", "- grids, blend, paste, resize"),
+        ("movement", "movement head"),
+        ("movement/tower", "- tower (dense, two frames)"),
+        ("movement/readout", "- 1x1 conv (at detections)"),
+        ("tracker", "tracker"),
+        ("other", "other (preprocessing, glue)"),
+    ]
+
     @configurable
     def __init__(
         self,
@@ -58,7 +82,7 @@ class SGNet(nn.Module):
         base_mask: BaseMaskModule,
         sam: SpatialAttention,
         movement_head: MovementHead | None,
-        tracker: MovementTracker,
+        tracker: Tracker,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
         max_div: int = 6,
@@ -71,7 +95,7 @@ class SGNet(nn.Module):
         track_loss_weight: float = 1.0,
         mask_thresh: float = 0.5,
     ):
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std)
         if mask_box not in ("pred", "gt"):
             raise ValueError(f"MODEL.SGNET.MASK_BOX must be 'pred' or 'gt', not '{mask_box}'")
         self.backbone = backbone
@@ -89,8 +113,6 @@ class SGNet(nn.Module):
         self.mask_loss_weight = mask_loss_weight
         self.track_loss_weight = track_loss_weight
         self.mask_thresh = mask_thresh
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self._prev_towers: list[torch.Tensor] | None = None
 
     @classmethod
@@ -121,12 +143,8 @@ class SGNet(nn.Module):
         }
 
     @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    def _preprocess(self, images: list[torch.Tensor]) -> ImageList:
-        images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+    def num_classes(self) -> int:
+        return self.fcos.num_classes
 
     def _masks(
         self,
@@ -153,11 +171,9 @@ class SGNet(nn.Module):
         )
 
     # ----------------------------------------------------------------------------- training
-    def forward(self, batched_inputs: list[dict]):
-        if not self.training:
-            return [self.inference_video(video) for video in batched_inputs]
+    def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         num = len(batched_inputs)
-        images = self._preprocess(
+        images = self.preprocess(
             [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
         )
         gts = [x["instances"].to(self.device) for x in batched_inputs] + [
@@ -246,27 +262,33 @@ class SGNet(nn.Module):
         self.tracker.reset()
         self._prev_towers = None
 
-    def inference_video(self, video: dict) -> dict:
-        self.reset()
-        return {"frames": [self.inference_frame(frame) for frame in video["frames"]]}
-
     @torch.no_grad()
     def inference_frame(self, frame: dict) -> Instances:
         """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
         optional ``is_first``) → its tracked instances at the original resolution."""
         if frame.get("is_first", False):
             self.reset()
-        images = self._preprocess([frame["image"]])
-        features = self.backbone(images.tensor)
-        detections, _, out = self.fcos(images, features)
-        det = detections[0]
-        boxes = det.pred_boxes.tensor
-        in_h, in_w = images.image_sizes[0]
+        graphs = self.graphs()
+        image = frame["image"].to(self.device).float()
+        head, features = split_frame_outputs(graphs["frame"](image), len(self.fcos.strides))
+        in_h, in_w = image.shape[-2:]
         out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
+        det = self.fcos.detect(head, [(in_h, in_w)])[0]
         im_inds = torch.zeros_like(det.pred_classes)
         if len(det):
-            bases = self.base_mask(features)
-            windows = self._masks(features, bases, im_inds, det.fpn_levels, det.loc_inds, boxes)
+            *towers, bases = graphs["mask"](*features)
+            coef = self.sam.coefficients(towers, im_inds, det.fpn_levels, det.loc_inds)
+            windows = instance_windows(
+                bases,
+                coef,
+                im_inds,
+                det.pred_boxes.tensor,
+                max_div=self.max_div,
+                unit=self.unit,
+                master_grid=self.master_grid,
+                mode=self.blender,
+                base_stride=BASE_STRIDE,
+            )
             base_h, base_w = bases.shape[-2:]
             masks = frame_masks(
                 windows,
@@ -278,10 +300,10 @@ class SGNet(nn.Module):
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
         displacements = None
         if self.movement_head is not None:
-            cur = out.head["bbox_towers"]
+            cur = head["bbox_towers"]
             if self._prev_towers is not None and len(det):
-                towers = self.movement_head.forward_towers(cur, self._prev_towers)
-                strides = torch.tensor(out.strides, device=self.device)[det.fpn_levels]
+                towers = list(graphs["movement"](*cur, *self._prev_towers))
+                strides = torch.tensor(self.fcos.strides, device=self.device)[det.fpn_levels]
                 displacements = (
                     self.movement_head.predict(towers, im_inds, det.fpn_levels, det.loc_inds)
                     * strides[:, None]
@@ -289,13 +311,75 @@ class SGNet(nn.Module):
             self._prev_towers = cur
         return tracked_frame(det, masks, (in_h, in_w), (out_h, out_w), self.tracker, displacements)
 
+    # ------------------------------------------------------------------------------- export
+    def export_graphs(self) -> dict[str, nn.Module]:
+        graphs = {"frame": FrameGraph(self), "mask": MaskGraph(self)}
+        if self.movement_head is not None:
+            graphs["movement"] = MovementGraph(self)
+        return graphs
+
+    @torch.no_grad()
+    def trace_inputs(self, images: list[torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+        frame = FrameGraph(self)
+        num_levels = len(self.fcos.strides)
+        first = images[0].to(self.device).float()
+        head, features = split_frame_outputs(frame(first), num_levels)
+        inputs = {"frame": (first,), "mask": tuple(features)}
+        if self.movement_head is not None:
+            previous = current = head["bbox_towers"]
+            if len(images) > 1:
+                later = frame(images[1].to(self.device).float())
+                current = split_frame_outputs(later, num_levels)[0]["bbox_towers"]
+            inputs["movement"] = (*current, *previous)
+        return inputs
+
+    def sparse_modules(self) -> list[str]:
+        # the SAM's second conv and the movement head's 1x1 conv run at the detections only
+        return ["sam"] + (["movement_head"] if self.movement_head is not None else [])
+
+    # ---------------------------------------------------------------------------- benchmark
+    @classmethod
+    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
+        return force_detections(cfg, num)
+
+    def init_for_benchmark(self) -> str:
+        # random weights give empty boxes; a box regression of 3 strides on each side of a
+        # location gives boxes 6 strides wide, inside the 4-8 strides FCOS's
+        # SIZES_OF_INTEREST give each level
+        nn.init.constant_(self.fcos.head.bbox_pred.bias, 3.0)
+        return "box regression bias 3 strides"
+
+    def benchmark_probes(self) -> list[Probe]:
+        """Parts of :meth:`inference_frame`: ``backbone`` (ResNet + FPN), ``fcos/head``,
+        ``fcos/postprocess`` (top-k, boxes, NMS), ``mask/*`` (``bases``: the base mask
+        module, ``sam_tower``: the SAM's dense tower, ``sam_coefficients``: its second conv
+        read at the detections, ``assemble``: grids, pooling, blending, pasting, resizing and
+        thresholding), ``movement/tower`` (its dense tower on two frames),
+        ``movement/readout`` (its 1×1 conv at the detections), ``tracker`` and ``other``
+        (preprocessing and glue)."""
+        probes = [
+            Probe(self.backbone, "backbone", "other"),
+            Probe(self.fcos.head, "fcos/head", "other"),
+            Probe(self.fcos, "fcos/postprocess", "mask/assemble", "detect"),
+            Probe(self.base_mask, "mask/bases", "mask/assemble"),
+            Probe(self.sam, "mask/sam_tower", "mask/assemble", "forward_towers"),
+            Probe(self.sam, "mask/sam_coefficients", "mask/assemble", "coefficients"),
+            Probe(self.tracker, "tracker", "other", "update"),
+        ]
+        if self.movement_head is not None:
+            probes += [
+                Probe(self.movement_head, "movement/tower", "movement/readout", "forward_towers"),
+                Probe(self.movement_head, "movement/readout", "other", "predict"),
+            ]
+        return probes
+
 
 def tracked_frame(
     det: Instances,
     masks: torch.Tensor,
     input_size: tuple[int, int],
     output_size: tuple[int, int],
-    tracker: MovementTracker,
+    tracker: Tracker,
     displacements: torch.Tensor | None = None,
 ) -> Instances:
     """A frame's output: detections ``det`` on the (h, w) network input, their bool ``masks``
@@ -314,8 +398,6 @@ def tracked_frame(
         result.class_scores = det.class_scores
     result.pred_masks = masks
     if displacements is not None:
-        displacements = displacements * scale[:2]
-    result.track_ids = tracker.update(
-        result.pred_boxes.tensor, det.scores, det.pred_classes, displacements
-    )
+        result.displacements = displacements * scale[:2]
+    result.track_ids = tracker.update(result)
     return result

@@ -1,4 +1,5 @@
-from .build import TRACKER_REGISTRY, build_tracker
+from .build import TRACKER_REGISTRY, Tracker, build_tracker
+from .embedding_tracker import EmbeddingTracker
 from .movement_tracker import MovementTracker
 
-__all__ = ["TRACKER_REGISTRY", "MovementTracker", "build_tracker"]
+__all__ = ["TRACKER_REGISTRY", "EmbeddingTracker", "MovementTracker", "Tracker", "build_tracker"]

@@ -1,20 +1,46 @@
-"""TRACKER_REGISTRY: the online trackers every vis_d2 method can use, chosen by
-``MODEL.TRACKER.NAME``."""
+"""TRACKER_REGISTRY and the interface of the online trackers every vis_d2 method can use,
+chosen by ``MODEL.TRACKER.NAME``."""
 
 from __future__ import annotations
 
-from typing import Any
+from abc import ABC, abstractmethod
 
+import torch
 from detectron2.config import CfgNode
+from detectron2.structures import Instances
 from detectron2.utils.registry import Registry
 
-__all__ = ["TRACKER_REGISTRY", "build_tracker"]
+__all__ = ["TRACKER_REGISTRY", "Tracker", "build_tracker"]
 
 TRACKER_REGISTRY = Registry("VIS_TRACKER")
-TRACKER_REGISTRY.__doc__ = """Online trackers: a class with ``from_config(cfg)``, ``reset()`` at
-a new video and ``update(...)`` per frame, which returns the frame's track ids."""
+TRACKER_REGISTRY.__doc__ = """Online trackers: subclasses of :class:`Tracker`, built with
+``from_config(cfg)``."""
 
 
-def build_tracker(cfg: CfgNode) -> Any:
+class Tracker(ABC):
+    """Gives the detections of one video, frame after frame, their track ids.
+
+    :meth:`update` reads the fields of a frame's detections ``Instances`` it needs:
+    ``pred_boxes`` (XYXY px of the frame it is given), ``scores`` (N,) and ``pred_classes``
+    (N,) always, and method outputs such as ``displacements`` (N, 2) px or ``embeddings``
+    (N, D) where the tracker says so. A model that uses a tracker must produce its fields.
+    """
+
+    @classmethod
+    @abstractmethod
+    def from_config(cls, cfg: CfgNode) -> Tracker:
+        """The tracker with the settings of ``MODEL.TRACKER``."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Start a new video: no tracks, and the next new id is 0."""
+
+    @abstractmethod
+    def update(self, detections: Instances) -> torch.Tensor:
+        """One frame's detections → their track ids (N,) int64 on the detections' device;
+        no two detections of a frame share an id."""
+
+
+def build_tracker(cfg: CfgNode) -> Tracker:
     """The tracker ``MODEL.TRACKER.NAME`` of ``TRACKER_REGISTRY``, built from ``cfg``."""
     return TRACKER_REGISTRY.get(cfg.MODEL.TRACKER.NAME).from_config(cfg)

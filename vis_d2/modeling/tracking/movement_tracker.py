@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.structures import Instances
 
-from .build import TRACKER_REGISTRY
+from .build import TRACKER_REGISTRY, Tracker
 
 __all__ = ["MovementTracker"]
 
@@ -16,7 +17,7 @@ def _centres(boxes: torch.Tensor) -> torch.Tensor:
 
 
 @TRACKER_REGISTRY.register()
-class MovementTracker:
+class MovementTracker(Tracker):
     """Assigns track ids to the detections of one video, one frame at a time.
 
     A detection with box centre c and predicted movement D (px, c_t - c_{t-1}) looks for its
@@ -48,24 +49,20 @@ class MovementTracker:
         self.movements = torch.zeros(0, 2)
         self.missed = torch.zeros(0, dtype=torch.int64)
 
-    def update(
-        self,
-        boxes: torch.Tensor,
-        scores: torch.Tensor,
-        classes: torch.Tensor,
-        displacements: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """One frame: ``boxes`` (N, 4) XYXY px, ``scores`` (N,), ``classes`` (N,),
-        ``displacements`` (N, 2) px = predicted c_t - c_{t-1}, or None (no movement, e.g. the
-        first frame of a video). Returns the track ids (N,) int64 on ``boxes.device``."""
+    def update(self, detections: Instances) -> torch.Tensor:
+        """One frame: ``pred_boxes`` (N, 4) XYXY px, ``scores`` (N,), ``pred_classes`` (N,)
+        and, optionally, ``displacements`` (N, 2) px = predicted c_t - c_{t-1} (absent: no
+        movement, e.g. on the first frame of a video). Returns the track ids (N,) int64."""
+        boxes = detections.pred_boxes.tensor
         device = boxes.device
         boxes = boxes.detach().float().cpu()
-        classes = classes.detach().long().cpu()
+        scores = detections.scores
+        classes = detections.pred_classes.detach().long().cpu()
         n = len(boxes)
-        if displacements is None:
-            movements = torch.zeros(n, 2)
+        if detections.has("displacements"):
+            movements = detections.displacements.detach().float().cpu()
         else:
-            movements = displacements.detach().float().cpu()
+            movements = torch.zeros(n, 2)
 
         track_of = torch.full((n,), -1, dtype=torch.int64)
         if n and len(self.ids):

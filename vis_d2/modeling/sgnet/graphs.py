@@ -1,5 +1,5 @@
 """The dense parts of :meth:`SGNet.inference_frame` as modules with flat tensor inputs and
-outputs, for ``torch.jit.trace`` and ``torch.onnx.export``.
+outputs, which the eager model runs and ``torch.jit.trace``/``torch.onnx.export`` trace.
 
 A frame runs through three graphs, in the order of the eager model:
 
@@ -10,17 +10,21 @@ A frame runs through three graphs, in the order of the eager model:
    and of the previous frame → movement towers.
 
 Everything whose size depends on the data (thresholding, top-k, NMS, the per-instance SAM
-and movement reads, the mask blender, the tracker) stays in Python (:mod:`.runner`), so the
-graphs are valid for any input size and any number of detections.
+and movement reads, the mask blender, the tracker) stays in Python (:class:`.SGNet`), so
+the graphs are valid for any input size and any number of detections.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
-from detectron2.structures import ImageList
 from torch import nn
 
-from ..modeling.sgnet import SGNet
+from ..meta_arch import normalize_and_pad
+
+if TYPE_CHECKING:
+    from .sgnet import SGNet
 
 __all__ = [
     "HEAD_OUTPUTS",
@@ -65,17 +69,21 @@ class FrameGraph(nn.Module):
         self.head = model.fcos.head
         self.in_features = list(model.fcos.in_features)
         self.feature_names = mask_feature_names(model)
-        self.register_buffer("pixel_mean", model.pixel_mean.clone(), False)
-        self.register_buffer("pixel_std", model.pixel_std.clone(), False)
+        self.register_buffer("pixel_mean", model.pixel_mean, False)
+        self.register_buffer("pixel_std", model.pixel_std, False)
 
     def output_names(self) -> list[str]:
         levels = range(len(self.in_features))
         return [f"{key}_{level}" for key in HEAD_OUTPUTS for level in levels] + self.feature_names
 
+    def input_names(self) -> list[str]:
+        return ["image"]
+
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        normalized = (image - self.pixel_mean) / self.pixel_std
-        images = ImageList.from_tensors([normalized], self.backbone.size_divisibility)
-        features = self.backbone(images.tensor)
+        x = normalize_and_pad(
+            image, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
+        )
+        features = self.backbone(x)
         head = self.head([features[f] for f in self.in_features])
         maps = [m for key in HEAD_OUTPUTS for m in head[key]]
         return (*maps, *(features[f] for f in self.feature_names))
@@ -91,6 +99,9 @@ class MaskGraph(nn.Module):
         self.base_mask = model.base_mask
         self.in_features = list(model.fcos.in_features)
         self.feature_names = mask_feature_names(model)
+
+    def input_names(self) -> list[str]:
+        return list(self.feature_names)
 
     def output_names(self) -> list[str]:
         return [f"sam_tower_{level}" for level in range(len(self.in_features))] + ["bases"]

@@ -1,0 +1,143 @@
+"""The online interface every vis_d2 META_ARCH implements, through which the tools (training,
+evaluation, demo, export, benchmark) run any method without knowing which it is."""
+
+from __future__ import annotations
+
+from abc import ABCMeta, abstractmethod
+from collections.abc import Callable
+from typing import ClassVar
+
+import torch
+from detectron2.config import CfgNode
+from detectron2.structures import ImageList, Instances
+from torch import nn
+
+from ..utils.benchmark import Probe
+
+__all__ = ["Graph", "VISModel", "normalize_and_pad"]
+
+Graph = Callable[..., tuple[torch.Tensor, ...]]
+
+
+def normalize_and_pad(
+    image: torch.Tensor, pixel_mean: torch.Tensor, pixel_std: torch.Tensor, size_divisibility: int
+) -> torch.Tensor:
+    """One resized frame (3, H, W) float 0-255 in ``INPUT.FORMAT`` → the normalised network
+    input (1, 3, H', W'), zero-padded to a multiple of ``size_divisibility``."""
+    normalized = (image - pixel_mean) / pixel_std
+    return ImageList.from_tensors([normalized], size_divisibility).tensor
+
+
+class VISModel(nn.Module, metaclass=ABCMeta):
+    """An online video instance segmentation model.
+
+    Training: ``forward(batched_inputs)`` on the samples of ``YTVISDatasetMapper`` returns the
+    loss dict (:meth:`losses`). Inference runs online: :meth:`reset` at a new video, then
+    :meth:`inference_frame` frame after frame (``forward`` in eval mode does this per video
+    of ``YTVISTestMapper``). A frame's output ``Instances`` at the original resolution has
+    ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` (bool) and ``track_ids``.
+
+    Export: the per-frame work is split into dense graphs with flat tensor inputs and outputs
+    (:meth:`export_graphs`), which :meth:`inference_frame` calls through :meth:`graphs`, and
+    the data-dependent rest (thresholds, NMS, reads at the detections, mask assembly,
+    tracking) in Python. :meth:`use_graphs` swaps in traced graphs, so an exported model runs
+    the same post-processing code as the eager one.
+    """
+
+    num_classes: int
+    # the config key that sets num_classes, for error messages
+    num_classes_key: ClassVar[str]
+    # the method's name in reports
+    display_name: ClassVar[str]
+    # (part, label) rows of tools/benchmark.py's split table, in the order of a frame; a part
+    # "group/name" is counted in its group's row too
+    benchmark_layout: ClassVar[list[tuple[str, str]]] = []
+    # the groups of benchmark_layout on top of the detector (mask, tracking), and the part
+    # that is the detector's post-processing (top-k, NMS)
+    benchmark_head_groups: ClassVar[tuple[str, ...]] = ()
+    benchmark_postprocess_part: ClassVar[str] = ""
+
+    def __init__(self, pixel_mean: tuple[float, ...], pixel_std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
+        self._graphs: dict[str, Graph] | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.pixel_mean.device
+
+    def preprocess(self, images: list[torch.Tensor]) -> ImageList:
+        """Resized frames (C, H_i, W_i) 0-255 → normalised, padded to the backbone's size
+        divisibility, on the model's device."""
+        images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
+        return ImageList.from_tensors(images, self.backbone.size_divisibility)
+
+    def forward(self, batched_inputs: list[dict]):
+        if self.training:
+            return self.losses(batched_inputs)
+        return [self.inference_video(video) for video in batched_inputs]
+
+    @abstractmethod
+    def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
+        """The training losses of a batch of training samples."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Start a new video: forget earlier frames and restart track ids at 0."""
+
+    @abstractmethod
+    def inference_frame(self, frame: dict) -> Instances:
+        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
+        optional ``is_first``, which resets first) → its tracked instances."""
+
+    def inference_video(self, video: dict) -> dict:
+        """A whole video (``frames``: per-frame inputs) → ``{"frames": [Instances]}``."""
+        self.reset()
+        return {"frames": [self.inference_frame(frame) for frame in video["frames"]]}
+
+    # ------------------------------------------------------------------------------- export
+    @abstractmethod
+    def export_graphs(self) -> dict[str, nn.Module]:
+        """The dense graphs of a frame by name: modules whose ``forward(*tensors)`` returns a
+        tuple of tensors, with ``input_names()`` and ``output_names()``."""
+
+    @abstractmethod
+    def trace_inputs(self, images: list[torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+        """Example inputs of every graph of :meth:`export_graphs`, from one or two resized
+        frames (C, H, W) 0-255 (consecutive frames where a graph reads two)."""
+
+    @abstractmethod
+    def sparse_modules(self) -> list[str]:
+        """Names of the submodules whose weights the Python part of a frame reads (saved with
+        an export; the rest of the weights are in the graphs)."""
+
+    def graphs(self) -> dict[str, Graph]:
+        """The graphs :meth:`inference_frame` runs: the traced ones given to
+        :meth:`use_graphs`, else this model's own modules."""
+        return self._graphs if self._graphs is not None else self.export_graphs()
+
+    def use_graphs(self, graphs: dict[str, Graph] | None) -> None:
+        """Run frames through ``graphs`` (e.g. loaded from an export), or through the model's
+        own modules again (None)."""
+        if graphs is not None:
+            missing = set(self.export_graphs()) - set(graphs)
+            if missing:
+                raise ValueError(f"graphs {sorted(missing)} are missing")
+        self._graphs = graphs
+
+    # ---------------------------------------------------------------------------- benchmark
+    @classmethod
+    @abstractmethod
+    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
+        """A copy of ``cfg`` whose model outputs exactly ``num`` detections a frame (every
+        candidate kept, nothing suppressed), to time a frame against its detection count."""
+
+    def init_for_benchmark(self) -> str:
+        """Adjust a randomly initialised model so that its forced detections resemble a
+        trained model's (e.g. box sizes); returns what it did (nothing by default)."""
+        return ""
+
+    def benchmark_probes(self) -> list[Probe]:
+        """Probes that split a frame into the parts of :attr:`benchmark_layout`."""
+        return []
