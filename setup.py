@@ -6,11 +6,10 @@ from pathlib import Path
 from setuptools import find_packages, setup
 
 
-def model_zoo_configs() -> list[str]:
-    """Put configs/ into the package as vis_d2/model_zoo/configs (a link in a source checkout,
-    so that edits show at once; a copy where links cannot be made) and list its files."""
-    source = Path(__file__).resolve().parent / "configs"
-    destination = source.parent / "vis_d2" / "model_zoo" / "configs"
+def link_configs(source: Path, destination: Path) -> list[str]:
+    """Put the config folder ``source`` into a package as ``destination`` (a link in a source
+    checkout, so that edits show at once; a copy where links cannot be made) and list its
+    files relative to the package."""
     if destination.is_symlink() or destination.is_file():
         destination.unlink()
     elif destination.is_dir():
@@ -22,12 +21,32 @@ def model_zoo_configs() -> list[str]:
     return [str(p.relative_to(destination.parent)) for p in destination.rglob("*.yaml")]
 
 
+ROOT = Path(__file__).resolve().parent
+# the methods built on vis_d2, projects/<Method>/ with a package of their own: installed with
+# vis_d2; get_cfg() finds their config keys and model_zoo their configs (as "<Method>/<name>")
+# through the entry points below
+PROJECTS = {"SipMaskVIS": "sipmask_vis"}
+PROJECT_CONFIG_ADDERS = {"sipmask_vis": "sipmask_vis.config:add_sipmask_config"}
+
+package_dir = {pkg: f"projects/{name}/{pkg}" for name, pkg in PROJECTS.items()}
+package_data = {
+    "vis_d2.model_zoo": link_configs(ROOT / "configs", ROOT / "vis_d2" / "model_zoo" / "configs")
+}
+for name, pkg in PROJECTS.items():
+    project = ROOT / "projects" / name
+    package_data[pkg] = link_configs(project / "configs", project / pkg / "configs")
+
 setup(
     name="vis_d2",
     version="0.1.0",
     description="One-stage video instance segmentation (SG-Net, SipMask-VIS, STMask) on Detectron2",
-    packages=find_packages(include=("vis_d2", "vis_d2.*")),
-    package_data={"vis_d2.model_zoo": model_zoo_configs()},
+    packages=find_packages(include=("vis_d2", "vis_d2.*")) + list(package_dir),
+    package_dir=package_dir,
+    package_data=package_data,
+    entry_points={
+        "vis_d2.method_configs": [f"{k} = {v}" for k, v in PROJECT_CONFIG_ADDERS.items()],
+        "vis_d2.model_zoo": [f"{name} = {pkg}" for name, pkg in PROJECTS.items()],
+    },
     python_requires=">=3.10",
     # the exact pins live in requirements.txt; detectron2 comes from tools/install_detectron2.py
     install_requires=[

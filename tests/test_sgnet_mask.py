@@ -10,21 +10,23 @@ from detectron2.layers import ShapeSpec
 from torch.nn import functional as F
 
 from vis_d2.config import add_sgnet_config
-from vis_d2.modeling.sgnet.base_mask import BaseMaskModule
-from vis_d2.modeling.sgnet.blender import (
+from vis_d2.modeling.mask_windows import (
     MaskWindows,
     blend,
     blend_full,
     frame_masks,
-    grid_sizes,
     gt_windows,
-    instance_windows,
     mask_loss,
     paste_windows,
-    pool_coefficients,
-    pool_matrix,
     resize_matrix,
     subregion_index,
+)
+from vis_d2.modeling.sgnet.base_mask import BaseMaskModule
+from vis_d2.modeling.sgnet.blender import (
+    grid_sizes,
+    instance_windows,
+    pool_coefficients,
+    pool_matrix,
 )
 from vis_d2.modeling.sgnet.spatial_attention import SpatialAttention
 

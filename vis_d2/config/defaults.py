@@ -1,5 +1,8 @@
 """Config keys shared by all vis_d2 methods; each method adds its own in ``add_<method>_config``."""
 
+from collections.abc import Callable
+from importlib.metadata import entry_points
+
 from detectron2.config import CfgNode as CN
 from detectron2.config import get_cfg as get_detectron2_cfg
 
@@ -20,6 +23,8 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.NUM_BOX_CONVS = 4
     _C.NUM_SHARE_CONVS = 0
     _C.USE_SCALE = True
+    # the ltrb regression after the per-level scale: "relu" (AdelaiDet) or "linear" (SipMask)
+    _C.BOX_ACTIVATION = "relu"
     _C.CENTER_SAMPLE = True
     _C.POS_RADIUS = 1.5  # in strides
     _C.LOC_LOSS_TYPE = "giou"  # iou | linear_iou | giou | log_giou
@@ -27,6 +32,8 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.LOSS_GAMMA = 2.0
     _C.LOSS_WEIGHT_CLS = 1.0
     _C.THRESH_WITH_CTR = False
+    # detection score sqrt(cls * ctr) (AdelaiDet) or, when False, cls * ctr (mmdetection)
+    _C.SQRT_SCORE = True
     _C.INFERENCE_TH_TRAIN = 0.05
     _C.INFERENCE_TH_TEST = 0.05
     _C.PRE_NMS_TOPK_TRAIN = 1000
@@ -110,11 +117,39 @@ def add_sgnet_config(cfg: CN) -> CN:
     return cfg
 
 
+# the entry-point group through which installed method packages (projects/) add their keys
+METHOD_CONFIG_GROUP = "vis_d2.method_configs"
+
+
+def method_config_adders() -> list[Callable[[CN], CN]]:
+    """The ``add_<method>_config`` functions of every installed method package: the entry
+    points of group ``vis_d2.method_configs`` (see ``setup.py``), sorted by name. Loading one
+    imports its package, which registers the method's modules.
+
+    Raises:
+        ImportError: a method package is declared but cannot be imported (the message names
+            it; reinstall with ``make setup``).
+    """
+    adders = []
+    for entry in sorted(entry_points(group=METHOD_CONFIG_GROUP), key=lambda e: e.name):
+        try:
+            adders.append(entry.load())
+        except ImportError as e:
+            raise ImportError(
+                f"the vis_d2 method package '{entry.name}' ({entry.value}) cannot be imported: "
+                f"{e}; reinstall vis_d2 (make setup)"
+            ) from e
+    return adders
+
+
 def get_cfg() -> CN:
     """detectron2's default config with every vis_d2 key: the video keys, the shared FCOS keys
-    and each method's own (``MODEL.SGNET``), all at their defaults. The entry point of the
-    tools; a method's choices live in its Base config file."""
+    and each method's own (``MODEL.SGNET`` and those of the installed method packages, e.g.
+    ``MODEL.SIPMASK``), all at their defaults. The entry point of the tools; a method's
+    choices live in its Base config file."""
     cfg = get_detectron2_cfg()
     add_vis_config(cfg)
     add_sgnet_config(cfg)
+    for add_config in method_config_adders():
+        add_config(cfg)
     return cfg

@@ -36,13 +36,17 @@ def _dynamic_axes(names: list[str], tensors: list[torch.Tensor]) -> dict[str, di
 @contextlib.contextmanager
 def _quiet_tracing() -> Iterator[None]:
     """Tracing without the notices that do not concern an export: torch's deprecation of
-    ``torch.jit.trace``, and the TracerWarnings of detectron2's and torch's own shape checks
+    ``torch.jit.trace``, and the TracerWarnings of detectron2's, torch's and torchvision's
+    own shape checks
     (the input sizes they read are traced as dynamic shapes; the export is checked against the
     eager model on other frames). TracerWarnings raised in vis_d2's code stay visible."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"detectron2\.")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.")
+        warnings.filterwarnings(
+            "ignore", category=torch.jit.TracerWarning, module=r"torchvision\."
+        )
         yield
 
 

@@ -56,13 +56,15 @@ def fcos_inference(
     class_agnostic_nms: bool = False,
     nms_type: str = "standard",
     fast_nms_topk: int = 200,
+    sqrt_score: bool = True,
 ) -> list[Instances]:
     """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
-    (sqrt(cls·ctr)), ``pred_classes``, ``class_scores`` (N, C) (sqrt(cls·ctr) of every class
-    at the detection's cell), and where they came from: ``fpn_levels``, ``locations`` (x, y)
-    and ``loc_inds`` (index of the cell in its level's H_l·W_l map). NMS runs per class, or
-    over all classes with ``class_agnostic_nms``; ``nms_type`` "fast" is YOLACT's Fast NMS
-    over the ``fast_nms_topk`` best boxes of each group (:func:`vis_d2.layers.fast_nms`)."""
+    (sqrt(cls·ctr), or cls·ctr without ``sqrt_score``), ``pred_classes``, ``class_scores``
+    (N, C) (the same score of every class at the detection's cell), and where they came
+    from: ``fpn_levels``, ``locations`` (x, y) and ``loc_inds`` (index of the cell in its
+    level's H_l·W_l map). NMS runs per class, or over all classes with
+    ``class_agnostic_nms``; ``nms_type`` "fast" is YOLACT's Fast NMS over the
+    ``fast_nms_topk`` best boxes of each group (:func:`vis_d2.layers.fast_nms`)."""
     if nms_type not in NMS_TYPES:
         raise ValueError(f"unknown NMS type '{nms_type}'; choose one of {NMS_TYPES}")
     results = []
@@ -84,12 +86,15 @@ def fcos_inference(
             loc_ind, label, scores = loc_ind[keep], label[keep], scores[keep]
             xy, ltrb = loc[loc_ind], reg[loc_ind] * stride
             boxes = torch.cat((xy - ltrb[:, :2], xy + ltrb[:, 2:]), dim=1)
+            class_scores = cls[loc_ind]
+            if sqrt_score:
+                scores, class_scores = scores.sqrt(), class_scores.sqrt()
             per_level.append(
                 (
                     boxes,
-                    scores.sqrt(),
+                    scores,
                     label,
-                    cls[loc_ind].sqrt(),
+                    class_scores,
                     loc_ind,
                     xy,
                     torch.full_like(label, level),
@@ -159,6 +164,7 @@ class FCOS(nn.Module):
         class_agnostic_nms: bool = False,
         nms_type: str = "standard",
         fast_nms_topk: int = 200,
+        sqrt_score: bool = True,
     ):
         super().__init__()
         if nms_type not in NMS_TYPES:
@@ -191,6 +197,7 @@ class FCOS(nn.Module):
         self.class_agnostic_nms = class_agnostic_nms
         self.nms_type = nms_type
         self.fast_nms_topk = fast_nms_topk
+        self.sqrt_score = sqrt_score
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -222,6 +229,7 @@ class FCOS(nn.Module):
             "class_agnostic_nms": fcos.NMS_CLASS_AGNOSTIC,
             "nms_type": fcos.NMS_TYPE,
             "fast_nms_topk": fcos.FAST_NMS_TOPK,
+            "sqrt_score": fcos.SQRT_SCORE,
         }
 
     def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -280,6 +288,7 @@ class FCOS(nn.Module):
             class_agnostic_nms=self.class_agnostic_nms,
             nms_type=self.nms_type,
             fast_nms_topk=self.fast_nms_topk,
+            sqrt_score=self.sqrt_score,
         )
 
     def forward(

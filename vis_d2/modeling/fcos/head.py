@@ -11,12 +11,14 @@ from torch import nn
 
 from ...layers import Scale, build_tower, normal_init, shared_channels
 
-__all__ = ["FCOSHead"]
+__all__ = ["BOX_ACTIVATIONS", "FCOSHead"]
+
+BOX_ACTIVATIONS = ("relu", "linear")
 
 
 class FCOSHead(nn.Module):
     """Per level l, from an (N, C, H_l, W_l) feature: class logits (N, K, H_l, W_l), ltrb
-    regression (N, 4, H_l, W_l) ≥ 0 in units of the level's stride, centerness logits
+    regression (N, 4, H_l, W_l) in units of the level's stride, centerness logits
     (N, 1, H_l, W_l), and the box tower output (N, C, H_l, W_l) that other heads reuse."""
 
     @configurable
@@ -32,8 +34,14 @@ class FCOSHead(nn.Module):
         norm: str = "GN",
         prior_prob: float = 0.01,
         use_scale: bool = True,
+        box_activation: str = "relu",
     ):
         super().__init__()
+        if box_activation not in BOX_ACTIVATIONS:
+            raise ValueError(
+                f"MODEL.FCOS.BOX_ACTIVATION '{box_activation}' is not one of {BOX_ACTIVATIONS}"
+            )
+        self.box_activation = box_activation
         self.share_tower = build_tower(in_channels, in_channels, num_share_convs, norm)
         self.cls_tower = build_tower(in_channels, in_channels, num_cls_convs, norm)
         self.bbox_tower = build_tower(in_channels, in_channels, num_box_convs, norm)
@@ -57,6 +65,7 @@ class FCOSHead(nn.Module):
             "norm": fcos.NORM,
             "prior_prob": fcos.PRIOR_PROB,
             "use_scale": fcos.USE_SCALE,
+            "box_activation": fcos.BOX_ACTIVATION,
         }
 
     def forward_towers(
@@ -74,14 +83,14 @@ class FCOSHead(nn.Module):
     def box_outputs(
         self, bbox_towers: list[torch.Tensor]
     ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        """Per level, ltrb regression (N, 4, H_l, W_l) >= 0 in strides (scaled per level) and
-        centerness logits (N, 1, H_l, W_l) from the box towers."""
+        """Per level, ltrb regression (N, 4, H_l, W_l) in strides (scaled per level, >= 0 with
+        the "relu" box activation) and centerness logits (N, 1, H_l, W_l) from the box towers."""
         regs, ctrs = [], []
         for level, bbox_tower in enumerate(bbox_towers):
             reg = self.bbox_pred(bbox_tower)
             if self.scales is not None:
                 reg = self.scales[level](reg)
-            regs.append(torch.relu(reg))
+            regs.append(torch.relu(reg) if self.box_activation == "relu" else reg)
             ctrs.append(self.ctrness(bbox_tower))
         return regs, ctrs
 

@@ -30,7 +30,10 @@ def ltrb_iou_giou(pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tenso
 
     The IoU is smoothed by +1 in numerator and denominator (in the units of the inputs, strides
     for FCOS), as AdelaiDet does; the GIoU uses the smoothed IoU and the unsmoothed enclosure.
+    Negative predicted distances (a linear box regression) count as 0: an inverted box
+    overlaps nothing, as for the decoded boxes of mmdetection's IoU loss.
     """
+    pred = pred.clamp(min=0)
     pred_area = (pred[:, 0] + pred[:, 2]) * (pred[:, 1] + pred[:, 3])
     target_area = (target[:, 0] + target[:, 2]) * (target[:, 1] + target[:, 3])
     w_inter = torch.min(pred[:, 0], target[:, 0]) + torch.min(pred[:, 2], target[:, 2])

@@ -5,37 +5,28 @@ from __future__ import annotations
 import logging
 
 import torch
-import torch.nn.functional as F
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances
+from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from ...utils.benchmark import Probe
+from ..common import cap_per_image, tracked_frame
 from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_detections
+from ..mask_windows import frame_masks, gt_masks_on_basis, gt_windows, mask_loss, resize_matrix
 from ..meta_arch import VISModel
 from ..tracking import Tracker, build_tracker
 from .base_mask import BaseMaskModule
-from .blender import frame_masks, gt_windows, instance_windows, mask_loss, resize_matrix
+from .blender import instance_windows
 from .graphs import FrameGraph, MaskGraph, MovementGraph, split_frame_outputs
 from .movement_head import MovementHead, movement_loss, movement_targets
 from .spatial_attention import SpatialAttention
 
-__all__ = ["SGNet", "tracked_frame"]
+__all__ = ["SGNet"]
 
 logger = logging.getLogger(__name__)
 
 BASE_STRIDE = 2  # the base masks' stride in input pixels
-
-
-def _cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:
-    """A random subset of the indices 0..N-1 with at most ``cap`` from each image (N,) group."""
-    order = torch.randperm(len(im_inds), device=im_inds.device)
-    order = order[torch.argsort(im_inds[order], stable=True)]
-    grouped = im_inds[order]
-    starts = torch.searchsorted(grouped, grouped, side="left")
-    rank = torch.arange(len(grouped), device=grouped.device) - starts
-    return order[rank < cap].sort().values
 
 
 @META_ARCH_REGISTRY.register()
@@ -195,7 +186,7 @@ class SGNet(VISModel):
     def _mask_loss(self, images: ImageList, features, gts: list[Instances], out: FCOSOutputs):
         t = out.targets
         pos = t.positive(self.fcos.num_classes)
-        pos = pos[_cap_per_image(t.im_inds[pos], self.max_mask_pos_per_image)]
+        pos = pos[cap_per_image(t.im_inds[pos], self.max_mask_pos_per_image)]
         gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
         if self.mask_box == "gt":
             boxes = gt_boxes[t.gt_inds[pos]]
@@ -211,15 +202,7 @@ class SGNet(VISModel):
             features, bases, t.im_inds[pos], t.levels[pos], t.loc_inds[pos], boxes
         )
         height, width = images.tensor.shape[-2:]
-        gt_masks = torch.cat(
-            [
-                F.pad(
-                    g.gt_masks.tensor.float(),
-                    (0, width - g.image_size[1], 0, height - g.image_size[0]),
-                )
-                for g in gts
-            ]
-        )[:, BASE_STRIDE // 2 :: BASE_STRIDE, BASE_STRIDE // 2 :: BASE_STRIDE]
+        gt_masks = gt_masks_on_basis(gts, height, width, BASE_STRIDE)
         return mask_loss(windows, gt_windows(gt_masks, t.gt_inds[pos], windows))
 
     def _track_loss(
@@ -372,32 +355,3 @@ class SGNet(VISModel):
                 Probe(self.movement_head, "movement/readout", "other", "predict"),
             ]
         return probes
-
-
-def tracked_frame(
-    det: Instances,
-    masks: torch.Tensor,
-    input_size: tuple[int, int],
-    output_size: tuple[int, int],
-    tracker: Tracker,
-    displacements: torch.Tensor | None = None,
-) -> Instances:
-    """A frame's output: detections ``det`` on the (h, w) network input, their bool ``masks``
-    (N, H, W) at the (H, W) output size and their centre ``displacements`` (N, 2) since the
-    previous frame in input pixels (None: no previous frame) → ``Instances`` with boxes scaled
-    and clipped to the output, ``scores``, ``pred_classes``, ``pred_masks`` and the
-    ``track_ids`` that ``tracker`` gives them."""
-    (in_h, in_w), (out_h, out_w) = input_size, output_size
-    scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=masks.device)
-    result = Instances((out_h, out_w))
-    result.pred_boxes = Boxes(det.pred_boxes.tensor * scale)
-    result.pred_boxes.clip((out_h, out_w))
-    result.scores = det.scores
-    result.pred_classes = det.pred_classes
-    if det.has("class_scores"):
-        result.class_scores = det.class_scores
-    result.pred_masks = masks
-    if displacements is not None:
-        result.displacements = displacements * scale[:2]
-    result.track_ids = tracker.update(result)
-    return result
