@@ -19,6 +19,30 @@ def python():
     return run_python
 
 
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    """A tiny synthetic set (3 train videos of 4 frames, 1 validation video, 96×64): its root
+    folder and both splits as loaded dataset dicts."""
+    from vis_d2.data import load_ytvis_json
+    from vis_d2.data.synthetic import generate
+
+    root = tmp_path_factory.mktemp("synthetic_vis")
+    paths = generate(root, 3, 4, seed=1, num_val_videos=1, width=96, height=64, progress=False)
+    train = load_ytvis_json(str(paths["train"]), str(root / "train" / "JPEGImages"))
+    val = load_ytvis_json(str(paths["valid"]), str(root / "valid" / "JPEGImages"))
+    return root, train, val
+
+
+def datasets_env(root: Path, tmp_path: Path) -> dict:
+    """An environment whose $DETECTRON2_DATASETS holds the synthetic set at ``root``."""
+    import os
+
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    os.symlink(root, datasets / "synthetic_vis")
+    return {**os.environ, "DETECTRON2_DATASETS": str(datasets)}
+
+
 def rle(mask):
     """Compressed RLE of a (H, W) bool mask, json-ready (str counts)."""
     import numpy as np

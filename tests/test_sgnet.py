@@ -4,9 +4,8 @@ import copy
 import json
 import os
 
-import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, datasets_env, run_python
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
@@ -14,8 +13,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 from vis_d2.config import add_sgnet_config
-from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances, load_ytvis_json
-from vis_d2.data.synthetic import generate
+from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances
 
 TINY = [
     "MODEL.DEVICE",
@@ -48,15 +46,6 @@ def tiny_cfg():
     cfg.merge_from_file(str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"))
     cfg.merge_from_list(TINY)
     return cfg
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic_vis")
-    paths = generate(root, 3, 4, seed=1, num_val_videos=1, width=96, height=64, progress=False)
-    train = load_ytvis_json(str(paths["train"]), str(root / "train" / "JPEGImages"))
-    val = load_ytvis_json(str(paths["valid"]), str(root / "valid" / "JPEGImages"))
-    return root, train, val
 
 
 def _batch(cfg, videos, seed=0):
@@ -174,7 +163,7 @@ def test_video_inference_tracks_and_original_resolution(synthetic):
 
 
 def test_train_net_trains_and_evaluates(synthetic, tmp_path):
-    env = _datasets_env(synthetic[0], tmp_path)
+    env = datasets_env(synthetic[0], tmp_path)
     out = tmp_path / "out"
     args = [
         str(REPO / "tools" / "train_net.py"),
@@ -229,16 +218,8 @@ def test_train_net_trains_and_evaluates(synthetic, tmp_path):
     assert "synthetic_vis_val" in evaluated.stdout + evaluated.stderr
 
 
-def _datasets_env(root, tmp_path):
-    """An environment whose $DETECTRON2_DATASETS holds the fixture's synthetic set."""
-    datasets = tmp_path / "datasets"
-    datasets.mkdir()
-    os.symlink(root, datasets / "synthetic_vis")
-    return {**os.environ, "DETECTRON2_DATASETS": str(datasets)}
-
-
 def test_train_net_explains_unreachable_weights_and_missing_files(synthetic, tmp_path):
-    env = _datasets_env(synthetic[0], tmp_path)
+    env = datasets_env(synthetic[0], tmp_path)
     args = [str(REPO / "tools" / "train_net.py"), "--config-file",
             str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"), *TINY,
             "OUTPUT_DIR", str(tmp_path / "out")]

@@ -8,8 +8,9 @@ import os
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, datasets_env, run_python
 from detectron2.modeling import build_model
+from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
 from sipmask_vis import SipMaskVIS, add_sipmask_config
 from sipmask_vis.feature_align import FeatureAlign
@@ -17,8 +18,7 @@ from sipmask_vis.losses import alignment_weights, jitter_boxes, track_loss
 from torch.nn import functional as F
 
 from vis_d2.config import get_cfg
-from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances, load_ytvis_json
-from vis_d2.data.synthetic import generate
+from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances
 from vis_d2.export import ExportedModel, compare_frames, export_model
 from vis_d2.layers import DeformConv
 from vis_d2.modeling.common import read_at_centres
@@ -47,15 +47,6 @@ def tiny_cfg(*opts):
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(TINY + list(opts))
     return cfg
-
-
-@pytest.fixture(scope="module")
-def synthetic(tmp_path_factory):
-    root = tmp_path_factory.mktemp("synthetic_vis")
-    paths = generate(root, 3, 4, seed=1, num_val_videos=1, width=96, height=64, progress=False)
-    train = load_ytvis_json(str(paths["train"]), str(root / "train" / "JPEGImages"))
-    val = load_ytvis_json(str(paths["valid"]), str(root / "valid" / "JPEGImages"))
-    return root, train, val
 
 
 # ------------------------------------------------------------------- the parts' numbers
@@ -234,20 +225,29 @@ def test_video_inference_tracks_and_export_parity(synthetic, tmp_path):
     assert agreement["max_box_diff"] < 1e-3 and agreement["min_mask_iou"] > 0.99, agreement
 
 
+def test_detection_coefficients_are_the_maps_at_the_detection_cells():
+    cfg = tiny_cfg("MODEL.FCOS.INFERENCE_TH_TEST", "0.0")
+    model = build_model(cfg).eval()
+    strides = model.fcos.strides
+    maps = [torch.randn(1, 4 * 32, 96 // s, 128 // s) for s in strides]
+    levels = torch.tensor([0, 2, 1, 0])
+    cells = torch.tensor([[3, 5], [1, 2], [0, 7], [11, 15]])  # (y, x) on each level's map
+    widths = torch.tensor([m.shape[-1] for m in maps])[levels]
+    det = Instances((96, 128), fpn_levels=levels, loc_inds=cells[:, 0] * widths + cells[:, 1])
+    coef = model.detection_coefficients(maps, det)
+    assert coef.shape == (4, 4, 32)
+    for i, (level, (y, x)) in enumerate(zip(levels.tolist(), cells.tolist(), strict=True)):
+        expected = maps[level][0, :, y, x].view(4, 32)  # sub-region q: channels 32q ... 32q + 31
+        assert torch.equal(coef[i], expected)
+
+
 # ---------------------------------------------------------------------- the tools
-
-
-def _datasets_env(root, tmp_path):
-    datasets = tmp_path / "datasets"
-    datasets.mkdir()
-    os.symlink(root, datasets / "synthetic_vis")
-    return {**os.environ, "DETECTRON2_DATASETS": str(datasets)}
 
 
 def test_every_tool_runs_it_unchanged(synthetic, tmp_path):
     """train_net (training, --resume, --eval-only), demo, export_model and benchmark, with the
     method's config and nothing else."""
-    env = _datasets_env(synthetic[0], tmp_path)
+    env = datasets_env(synthetic[0], tmp_path)
     out = tmp_path / "out"
     train = [
         str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, *TINY,

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run SG-Net on a video and write the tracked instances as an overlay video (detectron2's
+"""Run a VIS model on a video and write the tracked instances as an overlay video (detectron2's
 demo/demo.py, for videos).
 
     python tools/demo.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml \\
@@ -56,7 +56,7 @@ def positive_float(text: str) -> float:
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="SG-Net video instance segmentation demo",
+        description="video instance segmentation demo",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     model = parser.add_mutually_exclusive_group(required=True)

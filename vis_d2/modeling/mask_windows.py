@@ -27,6 +27,7 @@ __all__ = [
     "gt_masks_on_basis",
     "gt_windows",
     "mask_loss",
+    "output_masks",
     "paste_windows",
     "resize_matrix",
     "subregion_index",
@@ -279,6 +280,23 @@ def _output_span(
     highest = torch.where(touched, index, -1).amax(dim=0)
     reach = int(touched.any(dim=0).nonzero().max())  # sources past it are cropped away
     return lowest[first.clamp(max=reach)], highest[last.clamp(max=reach)].where(first <= reach, -1)
+
+
+def output_masks(
+    windows: MaskWindows,
+    basis_size: tuple[int, int],
+    stride: int,
+    input_size: tuple[int, int],
+    output_size: tuple[int, int],
+    threshold: float,
+) -> torch.Tensor:
+    """Bool masks (N, H, W) at the ``output_size`` (H, W) of the windows on an (h, w)
+    ``basis_size`` map of stride ``stride``, for an ``input_size`` network input: upsampled
+    ×stride, cropped to the input, resized to the output and thresholded (:func:`frame_masks`)."""
+    device = windows.logits.device
+    rows = resize_matrix(basis_size[0], stride, input_size[0], output_size[0], device)
+    cols = resize_matrix(basis_size[1], stride, input_size[1], output_size[1], device)
+    return frame_masks(windows, rows, cols, threshold)
 
 
 def frame_masks(

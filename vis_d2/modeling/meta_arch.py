@@ -73,6 +73,17 @@ class VISModel(nn.Module, metaclass=ABCMeta):
         images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
+    def preprocess_pairs(self, batched_inputs: list[dict]) -> tuple[ImageList, list[Instances]]:
+        """B training pairs → the 2B frames as one batch (the key frames, then their reference
+        frames in the same order) and their targets, on the model's device."""
+        images = self.preprocess(
+            [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
+        )
+        gts = [x["instances"] for x in batched_inputs] + [
+            x["ref_instances"] for x in batched_inputs
+        ]
+        return images, [g.to(self.device) for g in gts]
+
     def forward(self, batched_inputs: list[dict]):
         if self.training:
             return self.losses(batched_inputs)

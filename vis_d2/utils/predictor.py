@@ -96,7 +96,7 @@ def dataset_ids(metadata: Metadata, num_classes: int) -> dict[int, int]:
 
 
 class FramePreprocessor:
-    """A decoded frame → SGNet's per-frame input, resized as ``YTVISTestMapper`` does
+    """A decoded frame → a VIS model's per-frame input, resized as ``YTVISTestMapper`` does
     (``ResizeShortestEdge`` to ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``).
 
     ``__call__(frame)``: BGR uint8 (H, W, 3) → ``{"image": (3, H', W') uint8 tensor in

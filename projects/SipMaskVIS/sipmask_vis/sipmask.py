@@ -14,11 +14,10 @@ from vis_d2.modeling.common import cap_per_image, read_at_centres, tracked_frame
 from vis_d2.modeling.fcos import FCOS, FCOSTargets, flatten_levels, force_detections
 from vis_d2.modeling.mask_windows import (
     blend,
-    frame_masks,
     gt_masks_on_basis,
     gt_windows,
     mask_loss,
-    resize_matrix,
+    output_masks,
 )
 from vis_d2.modeling.meta_arch import VISModel
 from vis_d2.modeling.tracking import Tracker, build_tracker
@@ -197,12 +196,7 @@ class SipMaskVIS(VISModel):
     # ----------------------------------------------------------------------------- training
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         num = len(batched_inputs)
-        images = self.preprocess(
-            [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
-        )
-        gts = [x["instances"].to(self.device) for x in batched_inputs] + [
-            x["ref_instances"].to(self.device) for x in batched_inputs
-        ]
+        images, gts = self.preprocess_pairs(batched_inputs)
         features = self.backbone(images.tensor)
         levels = [features[f] for f in self.fcos.in_features]
         learn = 2 * num if self.ref_frame_losses else num  # the frames with detection losses
@@ -317,19 +311,15 @@ class SipMaskVIS(VISModel):
         boxes = det.pred_boxes.tensor
         im_inds = torch.zeros_like(det.pred_classes)
         if len(det):
-            offsets = torch.tensor(
-                [0] + [m[0, 0].numel() for m in head["logits"]], device=self.device
-            ).cumsum(0)
-            coef = self.coefficients.read(
-                head["coefficients"], offsets[det.fpn_levels] + det.loc_inds
-            )
+            coef = self.detection_coefficients(head["coefficients"], det)
             size = torch.full_like(im_inds, self.sub_regions)
             windows = blend(bases, im_inds, boxes / BASIS_STRIDE, coef, size, size)
-            base_h, base_w = bases.shape[-2:]
-            masks = frame_masks(
+            masks = output_masks(
                 windows,
-                resize_matrix(base_h, BASIS_STRIDE, in_h, out_h, self.device),
-                resize_matrix(base_w, BASIS_STRIDE, in_w, out_w, self.device),
+                bases.shape[-2:],
+                BASIS_STRIDE,
+                (in_h, in_w),
+                (out_h, out_w),
                 self.mask_thresh,
             )
         else:
@@ -338,6 +328,12 @@ class SipMaskVIS(VISModel):
         return tracked_frame(
             det, masks, (in_h, in_w), (out_h, out_w), self.tracker, embeddings=embeddings
         )
+
+    def detection_coefficients(self, maps: list[torch.Tensor], det: Instances) -> torch.Tensor:
+        """The (N, S², K) coefficients of one frame's detections, read from the per-level
+        coefficient maps (1, S²·K, H_l, W_l) at their cells (``fpn_levels``, ``loc_inds``)."""
+        sizes = torch.tensor([0] + [m[0, 0].numel() for m in maps], device=det.loc_inds.device)
+        return self.coefficients.read(maps, sizes.cumsum(0)[det.fpn_levels] + det.loc_inds)
 
     # ------------------------------------------------------------------------------- export
     def export_graphs(self) -> dict[str, nn.Module]:

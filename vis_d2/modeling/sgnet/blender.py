@@ -72,5 +72,3 @@ def instance_windows(
     r1, r2 = grid_sizes(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], max_div, unit)
     pooled = pool_coefficients(coef, r1, r2, master_grid)
     return blend(bases, im_inds, boxes / base_stride, pooled, r1, r2, mode=mode)
-
-

@@ -13,7 +13,7 @@ from torch import nn
 from ...utils.benchmark import Probe
 from ..common import cap_per_image, tracked_frame
 from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_detections
-from ..mask_windows import frame_masks, gt_masks_on_basis, gt_windows, mask_loss, resize_matrix
+from ..mask_windows import gt_masks_on_basis, gt_windows, mask_loss, output_masks
 from ..meta_arch import VISModel
 from ..tracking import Tracker, build_tracker
 from .base_mask import BaseMaskModule
@@ -164,12 +164,7 @@ class SGNet(VISModel):
     # ----------------------------------------------------------------------------- training
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         num = len(batched_inputs)
-        images = self.preprocess(
-            [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
-        )
-        gts = [x["instances"].to(self.device) for x in batched_inputs] + [
-            x["ref_instances"].to(self.device) for x in batched_inputs
-        ]
+        images, gts = self.preprocess_pairs(batched_inputs)
         features = self.backbone(images.tensor)
         _, losses, out = self.fcos(images, features, gts)
         losses["loss_mask"] = self.mask_loss_weight * self._mask_loss(images, features, gts, out)
@@ -272,11 +267,12 @@ class SGNet(VISModel):
                 mode=self.blender,
                 base_stride=BASE_STRIDE,
             )
-            base_h, base_w = bases.shape[-2:]
-            masks = frame_masks(
+            masks = output_masks(
                 windows,
-                resize_matrix(base_h, BASE_STRIDE, in_h, out_h, self.device),
-                resize_matrix(base_w, BASE_STRIDE, in_w, out_w, self.device),
+                bases.shape[-2:],
+                BASE_STRIDE,
+                (in_h, in_w),
+                (out_h, out_w),
                 self.mask_thresh,
             )
         else:
