@@ -1,0 +1,20 @@
+"""STMask on vis_d2: ``add_stmask_config`` and STMask's modules (the backbone and the anchor
+generator register in detectron2's registries on import)."""
+
+from .anchors import KernelAnchorGenerator
+from .backbone import STMaskFPN, build_stmask_resnet_fpn_backbone
+from .config import add_stmask_config
+from .fcb import FeatureCalibration, aligned_offsets
+from .prediction_head import PredictionHead
+from .protonet import ProtoNet
+
+__all__ = [
+    "FeatureCalibration",
+    "KernelAnchorGenerator",
+    "PredictionHead",
+    "ProtoNet",
+    "STMaskFPN",
+    "add_stmask_config",
+    "aligned_offsets",
+    "build_stmask_resnet_fpn_backbone",
+]

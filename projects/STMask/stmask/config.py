@@ -1,0 +1,32 @@
+"""``MODEL.STMASK.*``: STMask's own keys (Li et al., CVPR 2021). Defaults follow the authors'
+released code where it differs from the paper; the paper's choices are options."""
+
+from __future__ import annotations
+
+from detectron2.config import CfgNode as CN
+
+__all__ = ["add_stmask_config"]
+
+
+def add_stmask_config(cfg: CN) -> CN:
+    """Add ``MODEL.STMASK`` to ``cfg`` in place (and return it)."""
+    cfg.MODEL.STMASK = CN()
+    _C = cfg.MODEL.STMASK
+    _C.NUM_CLASSES = 40  # foreground classes; the softmax adds background
+    # backbone: FPN levels P3-P5 with ReLU outputs, then NUM_DOWNSAMPLE strided convs (P6, P7)
+    _C.NUM_DOWNSAMPLE = 2
+    # protonet on P3: PROTO_CONVS x (3x3 conv PROTO_DIM, ReLU), x2, 3x3 conv, 1x1 -> NUM_PROTOS
+    _C.PROTO_CONVS = 3
+    _C.PROTO_DIM = 256
+    # kernel-shaped anchors (FCA): (h, w) in strides per location, 3s x 3s, 3s x 5s, 5s x 3s;
+    # the prediction head's last convs take the same kernel shapes
+    _C.ANCHOR_SHAPES = [[3, 3], [3, 5], [5, 3]]
+    _C.NUM_PROTOS = 32
+    _C.EMBED_DIM = 128
+    # feature calibration (FCB): "ada" (learned offsets from the box deltas), "ali" (the
+    # offsets of the box geometry) or "none", on the branches listed (code: cls only; paper:
+    # ada on cls, mask and track, ali on mask and track)
+    _C.FCB = "ada"
+    _C.FCB_BRANCHES = ["cls"]
+    _C.BOX_VARIANCES = (0.1, 0.2)  # SSD box coding: centre / 0.1, log size / 0.2
+    return cfg
