@@ -1,0 +1,122 @@
+"""STMask's frame-level training signals (YOLACT++'s, with STMask's box and centerness losses):
+anchor matching, SSD box coding, softmax classification with OHEM, 1 − DIoU box loss,
+centerness regressed to the DIoU, and the mask loss cropped with the enlarged predicted box."""
+
+from __future__ import annotations
+
+import torch
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.modeling.matcher import Matcher
+from detectron2.structures import Boxes, pairwise_iou
+from torch.nn import functional as F
+from torchvision.ops import distance_box_iou_loss
+
+__all__ = [
+    "BACKGROUND",
+    "box_coder",
+    "box_losses",
+    "crop_masks",
+    "match_anchors",
+    "mask_loss",
+    "ohem_cross_entropy",
+]
+
+BACKGROUND = 0  # the softmax's class 0; dataset class c is logit c + 1
+
+
+def box_coder(variances: tuple[float, float] = (0.1, 0.2)) -> Box2BoxTransform:
+    """SSD box coding with variances (v_c, v_s): t_x = (g_x − a_x) / (v_c·a_w), t_w =
+    ln(g_w / a_w) / v_s: detectron2's transform with weights 1 / v."""
+    centre, size = (1.0 / v for v in variances)
+    return Box2BoxTransform(weights=(centre, centre, size, size))
+
+
+def match_anchors(
+    anchors: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    gt_classes: torch.Tensor,
+    pos_iou: float = 0.5,
+    neg_iou: float = 0.4,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One image's anchors (A, 4) against its GT (G, 4) XYXY px with classes (G,): anchors with
+    IoU ≥ ``pos_iou`` are positive, < ``neg_iou`` negative, in between ignored, and each GT
+    also takes its best anchor (detectron2's Matcher with low-quality matches). Returns
+    ``labels`` (A,) int64: dataset class + 1 for positives, 0 for background, −1 ignored, and
+    ``matched`` (A,) the GT index of each anchor (meaningful where labels > 0)."""
+    if len(gt_boxes) == 0:
+        zeros = torch.zeros(len(anchors), dtype=torch.int64, device=anchors.device)
+        return zeros, zeros.clone()
+    matcher = Matcher([neg_iou, pos_iou], [0, -1, 1], allow_low_quality_matches=True)
+    matched, match_labels = matcher(pairwise_iou(Boxes(gt_boxes), Boxes(anchors)))
+    labels = torch.where(match_labels == 1, gt_classes[matched] + 1, match_labels.clamp(max=0))
+    return labels, matched
+
+
+def ohem_cross_entropy(
+    logits: torch.Tensor, labels: torch.Tensor, negative_ratio: float = 3.0
+) -> torch.Tensor:
+    """One image's softmax cross-entropy with online hard negative mining: ``logits`` (A, K+1),
+    ``labels`` (A,) (> 0 positive, 0 background, −1 ignored). All positives count; of the
+    background anchors, the ``negative_ratio``·P with the highest background loss (at least
+    one when there is no positive). Returns the sum over the kept anchors / max(P, 1)."""
+    positive = labels > 0
+    num_pos = int(positive.sum())
+    losses = F.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+    negative_loss = torch.where(labels == BACKGROUND, losses.detach(), -1.0)
+    num_neg = min(int((labels == BACKGROUND).sum()), max(int(negative_ratio * num_pos), 1))
+    hardest = negative_loss.topk(num_neg).indices
+    kept = positive.clone()
+    kept[hardest] = True
+    return (losses * kept).sum() / max(num_pos, 1)
+
+
+def box_losses(
+    deltas: torch.Tensor,
+    centerness: torch.Tensor,
+    anchors: torch.Tensor,
+    gt_boxes: torch.Tensor,
+    coder: Box2BoxTransform,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The positives' box and centerness losses: ``deltas`` (P, 4) SSD deltas of their
+    anchors (P, 4), ``centerness`` (P,) tanh outputs, ``gt_boxes`` (P, 4) their matched GT.
+    Returns (1 − DIoU of the decoded boxes, smooth-L1 of the centerness against the detached
+    DIoU), each (P,)."""
+    boxes = coder.apply_deltas(deltas, anchors)
+    diou_loss = distance_box_iou_loss(boxes, gt_boxes)
+    target = (1 - diou_loss).detach()
+    return diou_loss, F.smooth_l1_loss(centerness, target, reduction="none")
+
+
+def crop_masks(masks: torch.Tensor, boxes: torch.Tensor, stride: int) -> torch.Tensor:
+    """``masks`` (N, H, W) on a map of stride ``stride`` px, zeroed outside ``boxes`` (N, 4)
+    XYXY px: a pixel is kept when its centre lies inside the box."""
+    _, height, width = masks.shape
+    ys = (torch.arange(height, device=masks.device, dtype=boxes.dtype) + 0.5) * stride
+    xs = (torch.arange(width, device=masks.device, dtype=boxes.dtype) + 0.5) * stride
+    x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
+    inside = (xs >= x1) & (xs < x2) & (ys[:, None] >= y1) & (ys[:, None] < y2)
+    return masks * inside
+
+
+def _enlarge(boxes: torch.Tensor, factor: float) -> torch.Tensor:
+    centres = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) * factor / 2
+    return torch.cat((centres - half, centres + half), dim=1)
+
+
+def mask_loss(
+    prototypes: torch.Tensor,
+    coefficients: torch.Tensor,
+    boxes: torch.Tensor,
+    gt_masks: torch.Tensor,
+    stride: int,
+    enlarge: float = 1.2,
+) -> torch.Tensor:
+    """One image's mask loss (P,): the masks σ(prototypes · tanh(coefficients)) of P positives
+    (prototypes (K, H, W) at stride ``stride``, coefficients (P, K) before tanh) and their GT
+    masks (P, H, W) in {0, 1}, both cropped with the detached predicted ``boxes`` (P, 4) px
+    enlarged ``enlarge``×; the BCE summed over the crop / the crop's area in map pixels."""
+    logits = torch.einsum("khw,pk->phw", prototypes, torch.tanh(coefficients))
+    crop = crop_masks(torch.ones_like(logits), _enlarge(boxes.detach(), enlarge), stride)
+    bce = F.binary_cross_entropy_with_logits(logits, gt_masks, reduction="none") * crop
+    return bce.flatten(1).sum(1) / crop.flatten(1).sum(1).clamp(min=1)

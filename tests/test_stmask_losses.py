@@ -1,0 +1,92 @@
+"""STMask's frame-level training signals: box coding, anchor matching, OHEM, box, centerness
+and mask losses."""
+
+import math
+
+import pytest
+import torch
+from stmask.losses import (
+    box_coder,
+    box_losses,
+    crop_masks,
+    mask_loss,
+    match_anchors,
+    ohem_cross_entropy,
+)
+
+ANCHORS = torch.tensor(
+    [[10.0, 20.0, 50.0, 40.0], [0.0, 0.0, 30.0, 30.0], [60.0, 60.0, 90.0, 120.0]]
+)
+
+
+def test_box_coding_round_trip_identity_and_unit_shift():
+    coder = box_coder((0.1, 0.2))
+    torch.manual_seed(0)
+    deltas = torch.randn(3, 4) * 0.5
+    boxes = coder.apply_deltas(deltas, ANCHORS)
+    assert torch.allclose(coder.get_deltas(ANCHORS, boxes), deltas, atol=1e-5)
+    assert torch.allclose(coder.apply_deltas(torch.zeros(3, 4), ANCHORS), ANCHORS)
+    # Δ = (1, 0, 0, 0) shifts the centre by 0.1 w: 4 px for the first 40 px wide anchor
+    shifted = coder.apply_deltas(torch.tensor([[1.0, 0, 0, 0]]), ANCHORS[:1])
+    assert shifted.tolist() == [[14.0, 20.0, 54.0, 40.0]]
+    # Δw = ln 2 / 0.2 doubles the width about the centre
+    wide = coder.apply_deltas(torch.tensor([[0, 0, math.log(2) / 0.2, 0]]), ANCHORS[:1])
+    assert torch.allclose(wide, torch.tensor([[-10.0, 20.0, 70.0, 40.0]]), atol=1e-4)
+
+
+def test_matching_thresholds_and_best_anchor_per_gt():
+    anchors = torch.tensor(
+        [[0.0, 0, 10, 10], [0, 0, 10, 12], [0, 0, 10, 17], [50, 50, 60, 60], [100, 100, 120, 120]]
+    )
+    gt = torch.tensor([[0.0, 0, 10, 10], [101.0, 101, 140, 140]])
+    labels, matched = match_anchors(anchors, gt, torch.tensor([3, 5]))
+    # IoUs with GT 0: 1, 0.83, 0.59 (positive), then 0 (background); anchor 4 has IoU 0.22
+    # with GT 1, below 0.4, but is GT 1's best anchor, so it is positive too
+    assert labels.tolist() == [4, 4, 4, 0, 6]
+    assert matched[[0, 1, 2, 4]].tolist() == [0, 0, 0, 1]
+    in_between = torch.tensor([[0.0, 0, 10, 22]])  # IoU 0.45 with GT 0: ignored
+    labels, _ = match_anchors(torch.cat((anchors, in_between)), gt, torch.tensor([3, 5]))
+    assert labels[-1].item() == -1
+    empty, _ = match_anchors(anchors, torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+    assert empty.tolist() == [0] * 5
+
+
+def test_ohem_keeps_the_positives_and_the_hardest_three_negatives_each():
+    logits = torch.zeros(10, 3)
+    logits[:, 0] = torch.arange(10.0)  # background logit: anchor 0 is the hardest negative
+    labels = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 2, -1])
+    per_anchor = torch.nn.functional.cross_entropy(logits, labels.clamp(min=0), reduction="none")
+    expected = (per_anchor[8] + per_anchor[[0, 1, 2]].sum()) / 1
+    assert torch.allclose(ohem_cross_entropy(logits, labels), expected)
+    # no positive: the single hardest negative, over 1
+    assert torch.allclose(ohem_cross_entropy(logits, torch.zeros(10, dtype=torch.int64)),
+                          per_anchor[0])  # fmt: skip
+
+
+def test_box_losses_zero_at_the_gt_and_centerness_target_is_the_diou():
+    coder = box_coder()
+    gt = coder.apply_deltas(torch.tensor([[0.5, -0.2, 0.3, 0.1]] * 3), ANCHORS)
+    perfect = coder.get_deltas(ANCHORS, gt)
+    diou, ctr = box_losses(perfect, torch.ones(3), ANCHORS, gt, coder)
+    assert torch.allclose(diou, torch.zeros(3), atol=1e-5) and torch.allclose(ctr, torch.zeros(3))
+    off, ctr = box_losses(torch.zeros(3, 4), torch.zeros(3), ANCHORS, gt, coder)
+    assert (off > 0).all()
+    # smooth-L1 (beta 1) of 0 against DIoU = 1 - loss: 0.5 (1 - loss)^2 below 1
+    assert torch.allclose(ctr, 0.5 * (1 - off) ** 2, atol=1e-6)
+
+
+def test_crop_by_pixel_centres_and_mask_loss_normalisation():
+    masks = torch.ones(1, 4, 6)
+    cropped = crop_masks(masks, torch.tensor([[4.0, 4.0, 16.0, 12.0]]), stride=4)
+    # columns with centres 6, 10, 14 and rows with centres 6, 10 are inside
+    assert cropped[0].nonzero().tolist() == [[r, c] for r in (1, 2) for c in (1, 2, 3)]
+    prototypes = torch.zeros(2, 8, 8)  # logits 0 everywhere: p = 0.5, BCE ln 2 per pixel
+    for box in ([0.0, 0.0, 16.0, 16.0], [4.0, 8.0, 28.0, 20.0]):
+        loss = mask_loss(prototypes, torch.zeros(1, 2), torch.tensor([box]),
+                         torch.ones(1, 8, 8), stride=4)  # fmt: skip
+        assert loss.item() == pytest.approx(math.log(2))  # any box size
+    # a perfect prediction inside the enlarged box: loss ~ 0
+    protos = torch.full((1, 8, 8), 30.0)
+    loss = mask_loss(protos, torch.full((1, 1), 5.0), torch.tensor([[0.0, 0, 32, 32]]),
+                     torch.ones(1, 8, 8), stride=4)  # fmt: skip
+    assert loss.item() < 1e-6
