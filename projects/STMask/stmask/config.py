@@ -29,4 +29,21 @@ def add_stmask_config(cfg: CN) -> CN:
     _C.FCB = "ada"
     _C.FCB_BRANCHES = ["cls"]
     _C.BOX_VARIANCES = (0.1, 0.2)  # SSD box coding: centre / 0.1, log size / 0.2
+    _C.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+    _C.EXTRA_CONVS = 2  # per branch of the prediction head, after the shared conv
+    # training: anchors with IoU >= POS_IOU positive, < NEG_IOU background; OHEM keeps
+    # OHEM_RATIO negatives per positive
+    _C.POS_IOU = 0.5
+    _C.NEG_IOU = 0.4
+    _C.OHEM_RATIO = 3.0
+    _C.MASK_BOX_ENLARGE = 1.2  # the predicted box crops the mask loss, enlarged this much
+    _C.LOSS_WEIGHTS = CN({"CLS": 6.125, "BOX": 5.0, "CTR": 20.0, "MASK": 6.125, "TRACK": 5.0})
+    # inference: candidates whose best class probability exceeds SCORE_THRESH, scored by it
+    # times the centerness (clamped at 0), cross-class Fast NMS over the NMS_TOPK best
+    _C.TEST = CN()
+    _C.TEST.SCORE_THRESH = 0.05
+    _C.TEST.NMS_THRESH = 0.5
+    _C.TEST.NMS_TOPK = 200
+    _C.TEST.DETECTIONS_PER_FRAME = 100
+    _C.TEST.MASK_THRESH = 0.5
     return cfg

@@ -1,6 +1,8 @@
 """STMask's frame-level training signals (YOLACT++'s, with STMask's box and centerness losses):
 anchor matching, SSD box coding, softmax classification with OHEM, 1 − DIoU box loss,
-centerness regressed to the DIoU, and the mask loss cropped with the enlarged predicted box."""
+centerness regressed to the DIoU, and the enlarged predicted boxes that crop the mask loss
+(the masks are assembled and their loss computed by :mod:`vis_d2.modeling.mask_windows`, with
+a 1 × 1 grid: one coefficient vector per box)."""
 
 from __future__ import annotations
 
@@ -15,9 +17,8 @@ __all__ = [
     "BACKGROUND",
     "box_coder",
     "box_losses",
-    "crop_masks",
+    "enlarge_boxes",
     "match_anchors",
-    "mask_loss",
     "ohem_cross_entropy",
 ]
 
@@ -87,36 +88,8 @@ def box_losses(
     return diou_loss, F.smooth_l1_loss(centerness, target, reduction="none")
 
 
-def crop_masks(masks: torch.Tensor, boxes: torch.Tensor, stride: int) -> torch.Tensor:
-    """``masks`` (N, H, W) on a map of stride ``stride`` px, zeroed outside ``boxes`` (N, 4)
-    XYXY px: a pixel is kept when its centre lies inside the box."""
-    _, height, width = masks.shape
-    ys = (torch.arange(height, device=masks.device, dtype=boxes.dtype) + 0.5) * stride
-    xs = (torch.arange(width, device=masks.device, dtype=boxes.dtype) + 0.5) * stride
-    x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
-    inside = (xs >= x1) & (xs < x2) & (ys[:, None] >= y1) & (ys[:, None] < y2)
-    return masks * inside
-
-
-def _enlarge(boxes: torch.Tensor, factor: float) -> torch.Tensor:
+def enlarge_boxes(boxes: torch.Tensor, factor: float) -> torch.Tensor:
+    """(N, 4) XYXY boxes scaled by ``factor`` about their centres."""
     centres = (boxes[:, :2] + boxes[:, 2:]) / 2
     half = (boxes[:, 2:] - boxes[:, :2]) * factor / 2
     return torch.cat((centres - half, centres + half), dim=1)
-
-
-def mask_loss(
-    prototypes: torch.Tensor,
-    coefficients: torch.Tensor,
-    boxes: torch.Tensor,
-    gt_masks: torch.Tensor,
-    stride: int,
-    enlarge: float = 1.2,
-) -> torch.Tensor:
-    """One image's mask loss (P,): the masks σ(prototypes · tanh(coefficients)) of P positives
-    (prototypes (K, H, W) at stride ``stride``, coefficients (P, K) before tanh) and their GT
-    masks (P, H, W) in {0, 1}, both cropped with the detached predicted ``boxes`` (P, 4) px
-    enlarged ``enlarge``×; the BCE summed over the crop / the crop's area in map pixels."""
-    logits = torch.einsum("khw,pk->phw", prototypes, torch.tanh(coefficients))
-    crop = crop_masks(torch.ones_like(logits), _enlarge(boxes.detach(), enlarge), stride)
-    bce = F.binary_cross_entropy_with_logits(logits, gt_masks, reduction="none") * crop
-    return bce.flatten(1).sum(1) / crop.flatten(1).sum(1).clamp(min=1)

@@ -1,0 +1,346 @@
+"""STMask's frame-level network as one META_ARCH: ResNet-FPN, protonet, the kernel-shaped
+anchor head (FCA) with feature calibration (FCB), and its losses."""
+
+from __future__ import annotations
+
+import torch
+from detectron2.config import CfgNode, configurable
+from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
+from detectron2.modeling.anchor_generator import build_anchor_generator
+from detectron2.modeling.box_regression import Box2BoxTransform
+from detectron2.structures import Boxes, Instances
+from torch import nn
+from torch.nn import functional as F
+
+from vis_d2.layers import fast_nms
+from vis_d2.modeling.common import tracked_frame
+from vis_d2.modeling.mask_windows import (
+    blend,
+    gt_masks_on_basis,
+    gt_windows,
+    mask_loss,
+    output_masks,
+)
+from vis_d2.modeling.meta_arch import VISModel
+from vis_d2.modeling.tracking import Tracker, build_tracker
+from vis_d2.utils.benchmark import Probe
+
+from .anchors import KernelAnchorGenerator
+from .graphs import FrameGraph, split_frame_outputs
+from .losses import box_coder, box_losses, enlarge_boxes, match_anchors, ohem_cross_entropy
+from .prediction_head import PredictionHead
+from .protonet import ProtoNet
+
+__all__ = ["STMask"]
+
+PROTO_STRIDE = 4  # the prototypes' stride in input pixels
+
+
+def _one_grid(n: int, device: torch.device) -> torch.Tensor:
+    return torch.ones(n, dtype=torch.int64, device=device)
+
+
+@META_ARCH_REGISTRY.register()
+class STMask(VISModel):
+    """STMask (Li et al., CVPR 2021) on a ResNet-FPN P3–P7 backbone.
+
+    Per frame: the prediction head gives, for each of the three kernel-shaped anchors of a
+    location, softmax class logits (background first), SSD box deltas, a tanh centerness, an
+    L2-normalised track embedding and mask coefficients; the protonet gives prototypes at
+    stride 4 from P3. A detection's mask is σ(prototypes · tanh(coefficients)) inside its box,
+    assembled on the box window (:func:`vis_d2.modeling.mask_windows.blend` with one cell).
+
+    Training: anchors matched to the GT by IoU; softmax cross-entropy with OHEM, 1 − DIoU,
+    centerness to the DIoU, the mask BCE cropped by the enlarged predicted box, and the track
+    loss between the positives of the two frames of each pair, each weighted by
+    ``MODEL.STMASK.LOSS_WEIGHTS``.
+    """
+
+    num_classes_key = "MODEL.STMASK.NUM_CLASSES"
+    display_name = "STMask"
+    benchmark_layout = [
+        ("backbone", "backbone + FPN"),
+        ("head", "prediction head + protonet (dense)"),
+        ("postprocess", "decoding, scores, Fast NMS"),
+        ("mask", "mask assembly, paste, resize"),
+        ("tracker", "tracker"),
+        ("other", "other (preprocessing, glue)"),
+    ]
+    benchmark_head_groups = ("mask", "tracker")
+    benchmark_postprocess_part = "postprocess"
+
+    @configurable
+    def __init__(
+        self,
+        *,
+        backbone: Backbone,
+        in_features: list[str],
+        anchor_generator: KernelAnchorGenerator,
+        head: PredictionHead,
+        protonet: ProtoNet,
+        tracker: Tracker,
+        coder: Box2BoxTransform,
+        num_classes: int,
+        pixel_mean: tuple[float, ...],
+        pixel_std: tuple[float, ...],
+        pos_iou: float = 0.5,
+        neg_iou: float = 0.4,
+        ohem_ratio: float = 3.0,
+        mask_box_enlarge: float = 1.2,
+        loss_weights: dict[str, float] | None = None,
+        score_thresh: float = 0.05,
+        nms_thresh: float = 0.5,
+        nms_topk: int = 200,
+        detections_per_frame: int = 100,
+        mask_thresh: float = 0.5,
+    ):
+        super().__init__(pixel_mean, pixel_std)
+        self.backbone = backbone
+        self.in_features = in_features
+        self.anchor_generator = anchor_generator
+        self.head = head
+        self.protonet = protonet
+        self.tracker = tracker
+        self.coder = coder
+        self._num_classes = num_classes
+        self.pos_iou = pos_iou
+        self.neg_iou = neg_iou
+        self.ohem_ratio = ohem_ratio
+        self.mask_box_enlarge = mask_box_enlarge
+        self.loss_weights = {"cls": 1.0, "box": 1.0, "ctr": 1.0, "mask": 1.0, "track": 1.0}
+        self.loss_weights.update(loss_weights or {})
+        self.score_thresh = score_thresh
+        self.nms_thresh = nms_thresh
+        self.nms_topk = nms_topk
+        self.detections_per_frame = detections_per_frame
+        self.mask_thresh = mask_thresh
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode) -> dict:
+        st = cfg.MODEL.STMASK
+        backbone = build_backbone(cfg)
+        shapes = backbone.output_shape()
+        missing = [f for f in st.IN_FEATURES if f not in shapes]
+        if missing:
+            raise ValueError(f"MODEL.STMASK.IN_FEATURES {missing} are not among {list(shapes)}")
+        levels = [shapes[f] for f in st.IN_FEATURES]
+        channels = levels[0].channels
+        return {
+            "backbone": backbone,
+            "in_features": list(st.IN_FEATURES),
+            "anchor_generator": build_anchor_generator(cfg, levels),
+            "head": PredictionHead(
+                channels,
+                st.NUM_CLASSES,
+                [tuple(s) for s in st.ANCHOR_SHAPES],
+                embed_dim=st.EMBED_DIM,
+                num_coefficients=st.NUM_PROTOS,
+                extra_convs=st.EXTRA_CONVS,
+                fcb=st.FCB,
+                fcb_branches=tuple(st.FCB_BRANCHES),
+            ),
+            "protonet": ProtoNet(channels, st.PROTO_DIM, st.PROTO_CONVS, st.NUM_PROTOS),
+            "tracker": build_tracker(cfg),
+            "coder": box_coder(tuple(st.BOX_VARIANCES)),
+            "num_classes": st.NUM_CLASSES,
+            "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
+            "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "pos_iou": st.POS_IOU,
+            "neg_iou": st.NEG_IOU,
+            "ohem_ratio": st.OHEM_RATIO,
+            "mask_box_enlarge": st.MASK_BOX_ENLARGE,
+            "loss_weights": {k.lower(): v for k, v in st.LOSS_WEIGHTS.items()},
+            "score_thresh": st.TEST.SCORE_THRESH,
+            "nms_thresh": st.TEST.NMS_THRESH,
+            "nms_topk": st.TEST.NMS_TOPK,
+            "detections_per_frame": st.TEST.DETECTIONS_PER_FRAME,
+            "mask_thresh": st.TEST.MASK_THRESH,
+        }
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    def dense_outputs(
+        self, features: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], torch.Tensor]:
+        """Backbone features → the head's rows of all levels concatenated (``cls`` (B, A,
+        K + 1), ``box`` (B, A, 4), ``ctr`` (B, A), ``track`` (B, A, D), ``mask`` (B, A, M)),
+        the per-level ``t2s`` maps (B, C, H_l, W_l) and the prototypes (B, M, H/4, W/4)."""
+        levels = [features[f] for f in self.in_features]
+        per_level = self.head(levels)
+        rows = {
+            key: torch.cat([out[key] for out in per_level], dim=1)
+            for key in ("cls", "box", "ctr", "track", "mask")
+        }
+        return rows, [out["t2s"] for out in per_level], self.protonet(levels[0])
+
+    def anchors(self, t2s: list[torch.Tensor]) -> torch.Tensor:
+        """All anchors (A, 4) XYXY px, in the order of the head's rows."""
+        return Boxes.cat(self.anchor_generator(t2s)).tensor
+
+    # ----------------------------------------------------------------------------- training
+    def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
+        num = len(batched_inputs)
+        images, gts = self.preprocess_pairs(batched_inputs)
+        rows, t2s, protos = self.dense_outputs(self.backbone(images.tensor))
+        anchors = self.anchors(t2s)
+        height, width = images.tensor.shape[-2:]
+        gt_masks = gt_masks_on_basis(gts, height, width, PROTO_STRIDE)
+        offsets = [0]
+        for g in gts:
+            offsets.append(offsets[-1] + len(g))
+        # a zero connected to every output, so that every parameter gets a gradient (DDP)
+        zero = sum(r.sum() for r in rows.values()) * 0 + protos.sum() * 0
+        totals = dict.fromkeys(("cls", "box", "ctr", "mask"), zero)
+        positives = []
+        for i, gt in enumerate(gts):
+            labels, matched = match_anchors(
+                anchors, gt.gt_boxes.tensor, gt.gt_classes, self.pos_iou, self.neg_iou
+            )
+            totals["cls"] = totals["cls"] + ohem_cross_entropy(
+                rows["cls"][i], labels, self.ohem_ratio
+            )
+            pos = (labels > 0).nonzero().squeeze(1)
+            positives.append((pos, matched[pos]))
+            if not len(pos):
+                continue
+            gt_boxes = gt.gt_boxes.tensor[matched[pos]]
+            diou, ctr = box_losses(
+                rows["box"][i, pos], rows["ctr"][i, pos], anchors[pos], gt_boxes, self.coder
+            )
+            totals["box"] = totals["box"] + diou.mean()
+            totals["ctr"] = totals["ctr"] + ctr.mean()
+            boxes = self.coder.apply_deltas(rows["box"][i, pos].detach(), anchors[pos])
+            crop = enlarge_boxes(boxes, self.mask_box_enlarge) / PROTO_STRIDE
+            one = _one_grid(len(pos), self.device)
+            windows = blend(
+                protos[i : i + 1],
+                torch.zeros_like(one),
+                crop,
+                torch.tanh(rows["mask"][i, pos])[:, None],
+                one,
+                one,
+            )
+            targets = gt_windows(gt_masks, offsets[i] + matched[pos], windows)
+            totals["mask"] = totals["mask"] + mask_loss(windows, targets)
+        losses = {f"loss_{k}": self.loss_weights[k] * v / len(gts) for k, v in totals.items()}
+        losses["loss_track"] = self.loss_weights["track"] * self._track_loss(
+            rows["track"], gts, positives, num
+        )
+        return losses
+
+    def _track_loss(
+        self,
+        embeddings: torch.Tensor,
+        gts: list[Instances],
+        positives: list[tuple[torch.Tensor, torch.Tensor]],
+        num: int,
+    ) -> torch.Tensor:
+        """Between the positives of the two frames of each pair: p = (cos + 1) / 2, −log p for
+        the same instance and −log(1 − p) otherwise, averaged over the pairs of anchors, then
+        over the frame pairs."""
+        losses = []
+        for i in range(num):
+            (pos_a, gt_a), (pos_b, gt_b) = positives[i], positives[num + i]
+            if not len(pos_a) or not len(pos_b):
+                continue
+            cos = embeddings[i, pos_a] @ embeddings[num + i, pos_b].T
+            same = gts[i].gt_ids[gt_a][:, None] == gts[num + i].gt_ids[gt_b][None]
+            p = ((cos + 1) / 2).clamp(1e-6, 1 - 1e-6)
+            losses.append(F.binary_cross_entropy(p, same.float()))
+        if not losses:  # still connected to the embeddings, as DDP needs
+            return embeddings.sum() * 0
+        return torch.stack(losses).mean()
+
+    # ---------------------------------------------------------------------------- inference
+    def reset(self) -> None:
+        """Start a new video: empty the tracker and restart track ids at 0."""
+        self.tracker.reset()
+
+    def detect(self, rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size):
+        """One frame's detections from its head rows (batch of one): candidates whose best
+        foreground probability exceeds the score threshold, score = that probability × the
+        centerness clamped at 0 (tanh can be negative, which would rank a detection below
+        every positive score), cross-class Fast NMS, the best ``detections_per_frame``."""
+        probs = rows["cls"][0].softmax(dim=1)[:, 1:]
+        best, classes = probs.max(dim=1)
+        keep = (best > self.score_thresh).nonzero().squeeze(1)
+        scores = best[keep] * rows["ctr"][0, keep].clamp(min=0)
+        boxes = self.coder.apply_deltas(rows["box"][0, keep], anchors[keep])
+        boxes = Boxes(boxes)
+        boxes.clip(image_size)
+        kept = fast_nms(
+            boxes.tensor, scores, torch.zeros_like(keep), self.nms_thresh, self.nms_topk
+        )[: self.detections_per_frame]
+        det = Instances(image_size)
+        det.pred_boxes = boxes[kept]
+        det.scores = scores[kept]
+        det.pred_classes = classes[keep][kept]
+        det.class_scores = probs[keep][kept] * rows["ctr"][0, keep][kept, None].clamp(min=0)
+        rows_kept = keep[kept]
+        det.embeddings = rows["track"][0, rows_kept]
+        det.coefficients = rows["mask"][0, rows_kept]
+        return det
+
+    @torch.no_grad()
+    def inference_frame(self, frame: dict) -> Instances:
+        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
+        optional ``is_first``) → its tracked instances at the original resolution."""
+        if frame.get("is_first", False):
+            self.reset()
+        image = frame["image"].to(self.device).float()
+        rows, t2s, protos = split_frame_outputs(
+            self.graphs()["frame"](image), len(self.in_features)
+        )
+        in_h, in_w = image.shape[-2:]
+        out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
+        det = self.detect(rows, self.anchors(t2s), (in_h, in_w))
+        one = _one_grid(len(det), self.device)
+        windows = blend(
+            protos,
+            torch.zeros_like(one),
+            det.pred_boxes.tensor / PROTO_STRIDE,
+            torch.tanh(det.coefficients)[:, None],
+            one,
+            one,
+        )
+        masks = output_masks(
+            windows, protos.shape[-2:], PROTO_STRIDE, (in_h, in_w), (out_h, out_w), self.mask_thresh
+        )
+        return tracked_frame(
+            det, masks, (in_h, in_w), (out_h, out_w), self.tracker, embeddings=det.embeddings
+        )
+
+    # ------------------------------------------------------------------------------- export
+    def export_graphs(self) -> dict[str, nn.Module]:
+        return {"frame": FrameGraph(self)}
+
+    def trace_inputs(self, images: list[torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+        return {"frame": (images[0].to(self.device).float(),)}
+
+    def sparse_modules(self) -> list[str]:
+        return ["anchor_generator"]  # its cell anchors; the graph computes every map
+
+    # ---------------------------------------------------------------------------- benchmark
+    @classmethod
+    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
+        cfg = cfg.clone()
+        test = cfg.MODEL.STMASK.TEST
+        test.SCORE_THRESH = -1.0  # every anchor is a candidate
+        test.NMS_THRESH = 1.0  # IoU > 1 never happens
+        test.NMS_TOPK = max(test.NMS_TOPK, num)
+        test.DETECTIONS_PER_FRAME = num
+        return cfg
+
+    def benchmark_probes(self) -> list[Probe]:
+        """Parts of :meth:`inference_frame`: ``backbone``, ``head`` (prediction head and
+        protonet), ``postprocess`` (decoding, scores, Fast NMS), ``mask`` (assembly on the box
+        windows, resizing, thresholding), ``tracker`` and ``other``."""
+        return [
+            Probe(self.backbone, "backbone", "other"),
+            Probe(self.head, "head", "other"),
+            Probe(self.protonet, "head", "other"),
+            Probe(self, "postprocess", "mask", "detect"),
+            Probe(self.tracker, "tracker", "other", "update"),
+        ]

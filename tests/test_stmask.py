@@ -1,0 +1,158 @@
+"""STMask (projects/STMask) at tiny sizes through the real mapper, and every tool on it."""
+
+import copy
+import json
+
+import pytest
+import torch
+from conftest import REPO, datasets_env, run_python
+from detectron2.modeling import build_model
+from detectron2.utils.env import seed_all_rng
+from detectron2.utils.events import EventStorage
+from stmask import STMask
+
+from vis_d2.config import get_cfg
+from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances
+from vis_d2.export import ExportedModel, compare_frames, export_model
+
+CONFIG = str(REPO / "projects" / "STMask" / "configs" / "synthetic" / "STMask_R18_synthetic.yaml")
+TINY = [
+    "MODEL.DEVICE", "cpu",
+    "MODEL.WEIGHTS", "",
+    "MODEL.FPN.OUT_CHANNELS", "32",
+    "MODEL.STMASK.PROTO_DIM", "16",
+    "MODEL.STMASK.EXTRA_CONVS", "1",
+    "MODEL.STMASK.EMBED_DIM", "8",
+    "INPUT.MIN_SIZE_TRAIN", "(64,)",
+    "INPUT.MAX_SIZE_TRAIN", "96",
+    "INPUT.MIN_SIZE_TEST", "64",
+    "INPUT.MAX_SIZE_TEST", "96",
+]  # fmt: skip
+
+
+def tiny_cfg(*opts):
+    cfg = get_cfg()
+    cfg.merge_from_file(CONFIG)
+    cfg.merge_from_list(TINY + list(opts))
+    return cfg
+
+
+def _batch(cfg, videos, seed=0):
+    mapper = YTVISDatasetMapper(cfg, True, seed=seed)
+    return [mapper(copy.deepcopy(v)) for v in videos[:2]]
+
+
+@pytest.mark.parametrize("fcb", ["ada", "ali", "none"])
+def test_losses_and_gradients_reach_every_part(synthetic, fcb):
+    _, train, _ = synthetic
+    cfg = tiny_cfg("MODEL.STMASK.FCB", fcb, "MODEL.STMASK.FCB_BRANCHES", "['cls', 'mask']")
+    torch.manual_seed(0)
+    model = build_model(cfg)
+    assert isinstance(model, STMask) and model.num_classes == 6
+    with EventStorage(0):
+        losses = model(_batch(cfg, train))
+    assert set(losses) == {"loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_track"}
+    assert all(torch.isfinite(v) and v > 0 for v in losses.values()), losses
+    sum(losses.values()).backward()
+    for name, p in model.named_parameters():
+        assert p.grad is not None, name
+    for part in ("protonet", "head.towers.track", "head.last.cls", "head.last.mask"):
+        grads = [p.grad.abs().sum() for p in model.get_submodule(part).parameters()]
+        assert sum(grads) > 0, part
+
+
+def test_two_iterations_are_deterministic(synthetic):
+    _, train, _ = synthetic
+
+    def run():
+        seed_all_rng(0)  # the weights, and detectron2's augmentations (global numpy RNG)
+        cfg = tiny_cfg()
+        model = build_model(cfg)
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        out = []
+        for seed in (0, 1):
+            with EventStorage(seed):
+                losses = model(_batch(cfg, train, seed))
+            optimizer.zero_grad()
+            sum(losses.values()).backward()
+            optimizer.step()
+            out.append({k: v.item() for k, v in losses.items()})
+        return out
+
+    assert run() == run()
+
+
+def test_frames_without_instances_train(synthetic):
+    _, train, _ = synthetic
+    cfg = tiny_cfg()
+    model = build_model(cfg)
+    batch = _batch(cfg, train)
+    for sample in batch:
+        for key, image in (("instances", "image"), ("ref_instances", "ref_image")):
+            sample[key] = frame_instances([], tuple(sample[image].shape[-2:]))
+    with EventStorage(0):
+        losses = model(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
+    assert losses["loss_cls"] > 0 and losses["loss_mask"] == 0 and losses["loss_track"] == 0
+    sum(losses.values()).backward()
+    assert all(p.grad is not None for p in model.parameters())  # DDP needs every one
+
+
+def test_video_inference_and_export_parity(synthetic, tmp_path):
+    _, _, val = synthetic
+    cfg = tiny_cfg("MODEL.STMASK.TEST.SCORE_THRESH", "0.0",
+                   "MODEL.STMASK.TEST.DETECTIONS_PER_FRAME", "7")  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    video = YTVISTestMapper(cfg)(val[0])
+    with torch.no_grad():
+        (out,) = model([video])
+    frames = out["frames"]
+    assert [len(f) for f in frames] == [7] * video["length"]
+    first = frames[0]
+    assert first.pred_masks.shape[1:] == (video["height"], video["width"])
+    assert first.pred_masks.any() and first.track_ids.tolist() == list(range(7))
+    assert (first.scores >= 0).all()  # the tanh centerness is clamped at 0
+    for frame in frames[1:]:
+        assert len(set(frame.track_ids.tolist())) == len(frame)
+    images = [video["frames"][i]["image"] for i in range(2)]
+    folder = export_model(model, cfg, images, tmp_path / "e")
+    agreement = compare_frames(frames, ExportedModel(folder).inference_video(video)["frames"])
+    assert agreement["same_counts"] and agreement["same_track_ids"], agreement
+    assert agreement["max_box_diff"] < 1e-3 and agreement["min_mask_iou"] > 0.99, agreement
+
+
+def test_train_net_eval_demo_export_and_benchmark(synthetic, tmp_path):
+    env = datasets_env(synthetic[0], tmp_path)
+    out = tmp_path / "out"
+    train = [
+        str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, *TINY,
+        "SOLVER.IMS_PER_BATCH", "2", "SOLVER.WARMUP_ITERS", "1", "DATALOADER.NUM_WORKERS", "0",
+        "TEST.EVAL_PERIOD", "0", "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out),
+    ]  # fmt: skip
+    proc = run_python(*train, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
+    metrics = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+    assert any("loss_track" in m and "loss_mask" in m for m in metrics)
+    assert (out / "inference" / "synthetic_vis_val" / "results.json").is_file()
+    weights = str(out / "model_final.pth")
+    frames = synthetic[0] / "valid" / "JPEGImages"
+    video = next(frames.iterdir())
+    demo = run_python(str(REPO / "tools" / "demo.py"), "--config-file", CONFIG, "--input",
+                      str(video), "--output", str(tmp_path / "demo.mp4"), *TINY,
+                      "MODEL.WEIGHTS", weights, env=env, timeout=300)  # fmt: skip
+    assert demo.returncode == 0, demo.stderr[-3000:]
+    exported = run_python(str(REPO / "tools" / "export_model.py"), "--config-file", CONFIG,
+                          "--output", str(tmp_path / "exported"), "--sample-input", str(video),
+                          "--check-frames", "2", *TINY, "MODEL.WEIGHTS", weights,
+                          "MODEL.STMASK.TEST.SCORE_THRESH", "0.0", timeout=300)  # fmt: skip
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    bench = run_python(str(REPO / "tools" / "benchmark.py"), "--device", "cpu", "--threads",
+                       "1", "--size", "96x64", "--frames", "1", "--warmup", "1",
+                       "--detections", "4", "--skip-baseline", "--output", str(tmp_path / "b"),
+                       "--config-file", CONFIG, "MODEL.FPN.OUT_CHANNELS", "32",
+                       timeout=300)  # fmt: skip
+    assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
+    (setting,) = json.loads((tmp_path / "b" / "benchmark.json").read_text())["stmask"]["settings"]
+    assert setting["counts"] == [4] and {"backbone", "head", "mask"} <= set(setting["parts_ms"])
