@@ -22,9 +22,9 @@ def link_configs(source: Path, destination: Path) -> list[str]:
 
 
 ROOT = Path(__file__).resolve().parent
-# the methods built on vis_d2, projects/<Method>/<package>: installed with vis_d2; get_cfg()
-# finds their config keys and model_zoo their configs (as "<Method>/<name>") through the entry
-# points below
+# the methods built on vis_d2, projects/<Method>/ with a package and a configs/ folder:
+# installed with vis_d2; get_cfg() finds their config keys and model_zoo their configs (as
+# "<Method>/<name>") through the entry points below
 PROJECTS = {"SipMaskVIS": "sipmask_vis", "STMask": "stmask"}
 PROJECT_CONFIG_ADDERS = {
     "sipmask_vis": "sipmask_vis.config:add_sipmask_config",
@@ -35,10 +35,7 @@ package_dir = {pkg: f"projects/{name}/{pkg}" for name, pkg in PROJECTS.items()}
 package_data = {
     "vis_d2.model_zoo": link_configs(ROOT / "configs", ROOT / "vis_d2" / "model_zoo" / "configs")
 }
-with_configs = {
-    name: pkg for name, pkg in PROJECTS.items() if (ROOT / "projects" / name / "configs").is_dir()
-}
-for name, pkg in with_configs.items():
+for name, pkg in PROJECTS.items():
     project = ROOT / "projects" / name
     package_data[pkg] = link_configs(project / "configs", project / pkg / "configs")
 
@@ -51,7 +48,7 @@ setup(
     package_data=package_data,
     entry_points={
         "vis_d2.method_configs": [f"{k} = {v}" for k, v in PROJECT_CONFIG_ADDERS.items()],
-        "vis_d2.model_zoo": [f"{name} = {pkg}" for name, pkg in with_configs.items()],
+        "vis_d2.model_zoo": [f"{name} = {pkg}" for name, pkg in PROJECTS.items()],
     },
     python_requires=">=3.10",
     # the exact pins live in requirements.txt; detectron2 comes from tools/install_detectron2.py

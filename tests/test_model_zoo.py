@@ -48,8 +48,7 @@ def test_an_installed_package_carries_the_configs(tmp_path):
             shutil.copytree(
                 package, source / "projects" / project.name / package.name, ignore=ignore
             )
-        if (project / "configs").is_dir():
-            shutil.copytree(project / "configs", source / "projects" / project.name / "configs")
+        shutil.copytree(project / "configs", source / "projects" / project.name / "configs")
     shutil.copy(REPO / "setup.py", source)
     build = subprocess.run(
         [sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
