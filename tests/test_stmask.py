@@ -51,14 +51,38 @@ def test_losses_and_gradients_reach_every_part(synthetic, fcb):
     assert isinstance(model, STMask) and model.num_classes == 6
     with EventStorage(0):
         losses = model(_batch(cfg, train))
-    assert set(losses) == {"loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_track"}
+    assert set(losses) == {
+        "loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_track", "loss_box_shift",
+        "loss_mask_shift",
+    }  # fmt: skip
     assert all(torch.isfinite(v) and v > 0 for v in losses.values()), losses
     sum(losses.values()).backward()
     for name, p in model.named_parameters():
         assert p.grad is not None, name
-    for part in ("protonet", "head.towers.track", "head.last.cls", "head.last.mask"):
+    parts = ("protonet", "head.towers.track", "head.last.cls", "head.last.mask")
+    for part in (*parts, "temporal_net.box_shift", "temporal_net.coeff_shift"):
         grads = [p.grad.abs().sum() for p in model.get_submodule(part).parameters()]
         assert sum(grads) > 0, part
+
+
+def test_temporal_fusion_off_and_its_shift_targets(synthetic):
+    _, train, _ = synthetic
+    cfg = tiny_cfg("MODEL.STMASK.TF.ON", "False")
+    model = build_model(cfg)
+    assert model.temporal_net is None
+    with EventStorage(0):
+        assert "loss_box_shift" not in model(_batch(cfg, train))
+    # at initialisation TF shifts nothing (zero FCs): box shift = the GT pair's own shift
+    cfg = tiny_cfg()
+    model = build_model(cfg)
+    features = model.backbone(torch.randn(2, 3, 64, 96))
+    _, t2s, _ = model.dense_outputs(features)
+    boxes = torch.tensor([[8.0, 8.0, 40.0, 40.0], [30.0, 10.0, 60.0, 50.0]])
+    delta_box, delta_coef = model.temporal_shift(
+        features, t2s, [0], [1], boxes, torch.zeros(2, dtype=torch.int64)
+    )
+    assert delta_box.shape == (2, 4) and delta_coef.shape == (2, cfg.MODEL.STMASK.NUM_PROTOS)
+    assert (delta_box == 0).all() and (delta_coef == 0).all()
 
 
 def test_two_iterations_are_deterministic(synthetic):

@@ -14,7 +14,6 @@ from stmask.temporal_fusion import (
     box_shift_targets,
     correlation,
     cross_frame_masks,
-    mask_shift_loss,
     shift_boxes,
     shift_coefficients,
     temporal_features,
@@ -357,30 +356,4 @@ def test_box_shift_loss_is_zero_at_the_targets_and_without_instances():
     assert box_shift_loss(box_shift_targets(prev, cur), prev, cur).abs() < 1e-7
     deltas = torch.zeros(0, 4, requires_grad=True)
     loss = box_shift_loss(deltas, torch.zeros(0, 4), torch.zeros(0, 4))
-    assert loss.item() == 0 and loss.requires_grad
-
-
-def test_mask_shift_loss_by_hand():
-    pred = torch.zeros(2, 4, 4)
-    gt = torch.zeros(2, 4, 4)
-    pred[0, :2, :2] = 0.5  # box 8×8 px = 2×2 mask pixels; half of them foreground
-    gt[0, 0, :2] = 1
-    pred[1, :2, :] = 0.8  # box 16×8 px = 4×2 mask pixels, all foreground
-    gt[1, :2, :] = 1
-    boxes = torch.tensor([[0.0, 0.0, 8.0, 8.0], [0.0, 0.0, 16.0, 8.0]])
-    loss = mask_shift_loss(pred, gt, boxes)
-    want = (4 * math.log(2) / 4 + 8 * -math.log(0.8) / 8) / 2
-    assert math.isclose(loss.item(), want, rel_tol=1e-6)
-    # the same masks at stride 2: areas ×4
-    assert math.isclose(mask_shift_loss(pred, gt, boxes / 2, stride=2.0).item(), want, rel_tol=1e-6)
-    assert math.isclose(mask_shift_loss(pred, gt, boxes, stride=2.0).item(), want / 4, rel_tol=1e-6)
-
-
-def test_mask_shift_loss_area_floor_and_no_instances():
-    pred = torch.zeros(1, 2, 2)
-    pred[0, 0, 0] = 0.5
-    loss = mask_shift_loss(pred, torch.zeros(1, 2, 2), torch.tensor([[0.0, 0.0, 2.0, 2.0]]))
-    assert math.isclose(loss.item(), math.log(2), rel_tol=1e-6)  # area 1/4 pixel → 1
-    pred = torch.zeros(0, 3, 3, requires_grad=True)
-    loss = mask_shift_loss(pred, torch.zeros(0, 3, 3), torch.zeros(0, 4))
     assert loss.item() == 0 and loss.requires_grad

@@ -38,6 +38,18 @@ def add_stmask_config(cfg: CN) -> CN:
     _C.OHEM_RATIO = 3.0
     _C.MASK_BOX_ENLARGE = 1.2  # the predicted box crops the mask loss, enlarged this much
     _C.LOSS_WEIGHTS = CN({"CLS": 6.125, "BOX": 5.0, "CTR": 20.0, "MASK": 6.125, "TRACK": 5.0})
+    # temporal fusion: the correlation (PATCH x PATCH displacements) of CORR_FEATURE between
+    # the two frames of a pair and both frames' T2S features there, pooled POOL x POOL at the
+    # earlier frame's boxes, regress each instance's box and coefficient shifts (TemporalNet
+    # conv widths CHANNELS); its losses B_shift and M_shift weigh BOX_WEIGHT and MASK_WEIGHT
+    _C.TF = CN()
+    _C.TF.ON = True
+    _C.TF.CORR_FEATURE = "p4"
+    _C.TF.PATCH = 11
+    _C.TF.POOL = 7
+    _C.TF.CHANNELS = (512, 512, 1024)
+    _C.TF.BOX_WEIGHT = 5.0
+    _C.TF.MASK_WEIGHT = 6.125
     # inference: candidates whose best class probability exceeds SCORE_THRESH, scored by it
     # times the centerness (clamped at 0), cross-class Fast NMS over the NMS_TOPK best
     _C.TEST = CN()

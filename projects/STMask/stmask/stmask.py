@@ -30,6 +30,13 @@ from .graphs import FrameGraph, split_frame_outputs
 from .losses import box_coder, box_losses, enlarge_boxes, match_anchors, ohem_cross_entropy
 from .prediction_head import PredictionHead
 from .protonet import ProtoNet
+from .temporal_fusion import (
+    TemporalNet,
+    box_shift_loss,
+    correlation,
+    shift_coefficients,
+    temporal_features,
+)
 
 __all__ = ["STMask"]
 
@@ -78,6 +85,7 @@ class STMask(VISModel):
         anchor_generator: KernelAnchorGenerator,
         head: PredictionHead,
         protonet: ProtoNet,
+        temporal_net: TemporalNet | None,
         tracker: Tracker,
         coder: Box2BoxTransform,
         num_classes: int,
@@ -93,13 +101,21 @@ class STMask(VISModel):
         nms_topk: int = 200,
         detections_per_frame: int = 100,
         mask_thresh: float = 0.5,
+        corr_feature: str = "p4",
+        corr_patch: int = 11,
+        tf_weights: tuple[float, float] = (5.0, 6.125),
     ):
         super().__init__(pixel_mean, pixel_std)
+        if corr_feature not in in_features:
+            raise ValueError(
+                f"MODEL.STMASK.TF.CORR_FEATURE {corr_feature} is not among {in_features}"
+            )
         self.backbone = backbone
         self.in_features = in_features
         self.anchor_generator = anchor_generator
         self.head = head
         self.protonet = protonet
+        self.temporal_net = temporal_net
         self.tracker = tracker
         self.coder = coder
         self._num_classes = num_classes
@@ -114,6 +130,9 @@ class STMask(VISModel):
         self.nms_topk = nms_topk
         self.detections_per_frame = detections_per_frame
         self.mask_thresh = mask_thresh
+        self.corr_feature = corr_feature
+        self.corr_patch = corr_patch
+        self.tf_weights = tf_weights
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -125,6 +144,12 @@ class STMask(VISModel):
             raise ValueError(f"MODEL.STMASK.IN_FEATURES {missing} are not among {list(shapes)}")
         levels = [shapes[f] for f in st.IN_FEATURES]
         channels = levels[0].channels
+        tf = st.TF
+        temporal_net = None
+        if tf.ON:
+            temporal_net = TemporalNet(
+                tf.PATCH**2 + 2 * channels, tuple(tf.CHANNELS), st.NUM_PROTOS, tf.POOL
+            )
         return {
             "backbone": backbone,
             "in_features": list(st.IN_FEATURES),
@@ -140,6 +165,7 @@ class STMask(VISModel):
                 fcb_branches=tuple(st.FCB_BRANCHES),
             ),
             "protonet": ProtoNet(channels, st.PROTO_DIM, st.PROTO_CONVS, st.NUM_PROTOS),
+            "temporal_net": temporal_net,
             "tracker": build_tracker(cfg),
             "coder": box_coder(tuple(st.BOX_VARIANCES)),
             "num_classes": st.NUM_CLASSES,
@@ -155,6 +181,9 @@ class STMask(VISModel):
             "nms_topk": st.TEST.NMS_TOPK,
             "detections_per_frame": st.TEST.DETECTIONS_PER_FRAME,
             "mask_thresh": st.TEST.MASK_THRESH,
+            "corr_feature": tf.CORR_FEATURE,
+            "corr_patch": tf.PATCH,
+            "tf_weights": (tf.BOX_WEIGHT, tf.MASK_WEIGHT),
         }
 
     @property
@@ -183,7 +212,8 @@ class STMask(VISModel):
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         num = len(batched_inputs)
         images, gts = self.preprocess_pairs(batched_inputs)
-        rows, t2s, protos = self.dense_outputs(self.backbone(images.tensor))
+        features = self.backbone(images.tensor)
+        rows, t2s, protos = self.dense_outputs(features)
         anchors = self.anchors(t2s)
         height, width = images.tensor.shape[-2:]
         gt_masks = gt_masks_on_basis(gts, height, width, PROTO_STRIDE)
@@ -228,7 +258,86 @@ class STMask(VISModel):
         losses["loss_track"] = self.loss_weights["track"] * self._track_loss(
             rows["track"], gts, positives, num
         )
+        if self.temporal_net is not None:
+            frame_idx = [x["frame_idx"] for x in batched_inputs]
+            ref_idx = [x["ref_frame_idx"] for x in batched_inputs]
+            earlier = [num + i if ref_idx[i] <= frame_idx[i] else i for i in range(num)]
+            later = [i if ref_idx[i] <= frame_idx[i] else num + i for i in range(num)]
+            box_shift, mask_shift = self._temporal_losses(
+                features, rows, t2s, protos, anchors, gts, gt_masks, offsets, positives,
+                earlier, later,
+            )  # fmt: skip
+            losses["loss_box_shift"] = self.tf_weights[0] * box_shift
+            losses["loss_mask_shift"] = self.tf_weights[1] * mask_shift
         return losses
+
+    def temporal_shift(
+        self,
+        features: dict[str, torch.Tensor],
+        t2s: list[torch.Tensor],
+        earlier: list[int],
+        later: list[int],
+        boxes: torch.Tensor,
+        pair_inds: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """TF (Sec. 3.3): for frame pairs (``earlier[k]``, ``later[k]``) of the batch and boxes
+        (N, 4) px of earlier frames (pair ``pair_inds``), the box and coefficient shifts (N, 4),
+        (N, M) from the earlier frame to the later."""
+        level = self.in_features.index(self.corr_feature)
+        stride = self.anchor_generator.strides[level]
+        corr = correlation(
+            features[self.corr_feature][earlier], features[self.corr_feature][later],
+            self.corr_patch,
+        )  # fmt: skip
+        x = temporal_features(corr, t2s[level][earlier], t2s[level][later])
+        rois = torch.cat((pair_inds[:, None].to(boxes), boxes / stride), dim=1)
+        return self.temporal_net(x, rois)
+
+    def _temporal_losses(
+        self,
+        features: dict[str, torch.Tensor],
+        rows: dict[str, torch.Tensor],
+        t2s: list[torch.Tensor],
+        protos: torch.Tensor,
+        anchors: torch.Tensor,
+        gts: list[Instances],
+        gt_masks: torch.Tensor,
+        offsets: list[int],
+        positives: list[tuple[torch.Tensor, torch.Tensor]],
+        earlier: list[int],
+        later: list[int],
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """B_shift and M_shift: the positives of each earlier frame whose instance is also in
+        the later frame, shifted by TF from their detached predicted boxes and coefficients;
+        the box shift against the GT pair's, the shifted mask (on the later frame's prototypes,
+        cropped by its GT box) against the later GT mask; means over those positives."""
+        boxes, coefs, pair_inds, prev_gt, cur_gt = [], [], [], [], []
+        for k, (a, b) in enumerate(zip(earlier, later, strict=True)):
+            pos, matched = positives[a]
+            ids_a, ids_b = gts[a].gt_ids[matched], gts[b].gt_ids
+            # ids are unique within a frame: each positive has at most one instance there
+            rows_a, cols_b = (ids_a[:, None] == ids_b[None]).nonzero(as_tuple=True)
+            pos, matched = pos[rows_a], matched[rows_a]
+            boxes.append(self.coder.apply_deltas(rows["box"][a, pos].detach(), anchors[pos]))
+            coefs.append(rows["mask"][a, pos].detach())
+            pair_inds.append(torch.full((len(pos),), k, device=self.device))
+            prev_gt.append(gts[a].gt_boxes.tensor[matched])
+            cur_gt.append(offsets[b] + cols_b)
+        boxes, coefs, pair_inds = torch.cat(boxes), torch.cat(coefs), torch.cat(pair_inds)
+        prev_gt, cur_gt = torch.cat(prev_gt), torch.cat(cur_gt)
+        delta_box, delta_coef = self.temporal_shift(features, t2s, earlier, later, boxes, pair_inds)
+        all_gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
+        box_loss = box_shift_loss(delta_box, prev_gt, all_gt_boxes[cur_gt])
+        one = _one_grid(len(boxes), self.device)
+        windows = blend(
+            protos[later],
+            pair_inds,
+            all_gt_boxes[cur_gt] / PROTO_STRIDE,
+            torch.tanh(shift_coefficients(coefs, delta_coef))[:, None],
+            one,
+            one,
+        )
+        return box_loss, mask_loss(windows, gt_windows(gt_masks, cur_gt, windows))
 
     def _track_loss(
         self,

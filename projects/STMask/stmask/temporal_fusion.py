@@ -1,7 +1,8 @@
 """STMask's temporal fusion (TF) module (Li et al., CVPR 2021, Sec. 3.3), following the
 authors' released code: the correlation of the FPN features of frames t−1 and t, the
 TemporalNet that regresses from it, per instance of frame t−1, a box shift Δb and a mask
-coefficient shift ΔC, and the two TF losses.
+coefficient shift ΔC, and the box shift loss (the mask shift loss is the shared
+:func:`vis_d2.modeling.mask_windows.mask_loss` on the shifted masks).
 
 Units: boxes are XYXY in input pixels unless said otherwise; the TF map X is at the stride of
 the correlated FPN level (P4, stride 16, in the authors' configuration) and the prototypes at
@@ -17,6 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 from torchvision.ops import roi_align
 
+from vis_d2.modeling.mask_windows import blend, paste_windows
+
 __all__ = [
     "SHIFT_TRANSFORM",
     "TemporalNet",
@@ -24,7 +27,6 @@ __all__ = [
     "box_shift_targets",
     "correlation",
     "cross_frame_masks",
-    "mask_shift_loss",
     "shift_boxes",
     "shift_coefficients",
     "temporal_features",
@@ -155,18 +157,10 @@ def cross_frame_masks(
     prototypes. ``protos`` (B, K, H, W) non-negative maps of stride ``stride`` (px), ``coef``
     (N, K) pre-tanh, ``boxes`` (N, 4) XYXY px, ``im_inds`` (N,) int64 → (N, H, W)
     probabilities, 0 at pixels whose centre ((u + 0.5)·stride, (v + 0.5)·stride) is outside
-    the box (x1 ≤ · < x2, y1 ≤ · < y2). Computes every instance on every image (B·N·H·W
-    memory) and keeps its own."""
-    height, width = protos.shape[-2:]
-    logits = torch.matmul(coef.tanh(), protos.flatten(2))  # (B, N, H·W)
-    logits = logits[im_inds, torch.arange(len(coef), device=coef.device)].view(-1, height, width)
-    cu = (torch.arange(width, device=protos.device, dtype=boxes.dtype) + 0.5) * stride
-    cv = (torch.arange(height, device=protos.device, dtype=boxes.dtype) + 0.5) * stride
-    x1, y1, x2, y2 = (boxes[:, i, None] for i in range(4))
-    inside_x = (x1 <= cu) & (cu < x2)  # (N, W)
-    inside_y = (y1 <= cv) & (cv < y2)  # (N, H)
-    inside = inside_y[:, :, None] & inside_x[:, None, :]
-    return torch.where(inside, logits.sigmoid(), 0.0)
+    the box (x1 ≤ · < x2, y1 ≤ · < y2): the shared box-window assembly with one cell."""
+    one = torch.ones(len(coef), dtype=torch.int64, device=coef.device)
+    windows = blend(protos, im_inds, boxes / stride, coef.tanh()[:, None], one, one)
+    return paste_windows(windows, *protos.shape[-2:])
 
 
 def box_shift_loss(
@@ -181,22 +175,3 @@ def box_shift_loss(
         return deltas.sum() * 0
     targets = box_shift_targets(prev_gt_boxes, cur_gt_boxes).to(deltas.dtype)
     return F.smooth_l1_loss(deltas, targets, reduction="none", beta=1.0).sum(dim=1).mean()
-
-
-def mask_shift_loss(
-    pred_masks: torch.Tensor, gt_masks: torch.Tensor, boxes: torch.Tensor, stride: float = 4.0
-) -> torch.Tensor:
-    """Mean over N instances of the BCE of the shifted masks ``pred_masks`` (N, H, W)
-    probabilities (already cropped with the GT box at t, :func:`cross_frame_masks`) against
-    the GT masks at t ``gt_masks`` (N, H, W) in {0, 1}, summed over the pixels and divided by
-    the GT box area in mask pixels, (x2 − x1)(y2 − y1) / stride² for ``boxes`` (N, 4) XYXY
-    px, at least 1. Per image, summed over images, / number of images and × 6.125
-    (``maskshift_alpha``) in the authors' code: the caller's. A zero connected to the graph
-    when N = 0."""
-    if len(pred_masks) == 0:
-        return pred_masks.sum() * 0
-    # binary_cross_entropy is refused under CUDA autocast: run it in float32 outside it
-    with torch.autocast(pred_masks.device.type, enabled=False):
-        bce = F.binary_cross_entropy(pred_masks.float(), gt_masks.float(), reduction="none")
-    area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / stride**2
-    return (bce.flatten(1).sum(dim=1) / area.clamp(min=1.0)).mean()
