@@ -78,8 +78,12 @@ def test_temporal_fusion_off_and_its_shift_targets(synthetic):
     features = model.backbone(torch.randn(2, 3, 64, 96))
     _, t2s, _ = model.dense_outputs(features)
     boxes = torch.tensor([[8.0, 8.0, 40.0, 40.0], [30.0, 10.0, 60.0, 50.0]])
+    level = model.corr_level
     delta_box, delta_coef = model.temporal_shift(
-        features, t2s, [0], [1], boxes, torch.zeros(2, dtype=torch.int64)
+        (features["p4"][:1], t2s[level][:1]),
+        (features["p4"][1:], t2s[level][1:]),
+        boxes,
+        torch.zeros(2, dtype=torch.int64),
     )
     assert delta_box.shape == (2, 4) and delta_coef.shape == (2, cfg.MODEL.STMASK.NUM_PROTOS)
     assert (delta_box == 0).all() and (delta_coef == 0).all()
@@ -180,3 +184,33 @@ def test_train_net_eval_demo_export_and_benchmark(synthetic, tmp_path):
     assert bench.returncode == 0, bench.stdout[-3000:] + bench.stderr[-3000:]
     (setting,) = json.loads((tmp_path / "b" / "benchmark.json").read_text())["stmask"]["settings"]
     assert setting["counts"] == [4] and {"backbone", "head", "mask"} <= set(setting["parts_ms"])
+
+
+def test_missed_objects_are_carried_by_temporal_fusion(synthetic):
+    _, _, val = synthetic
+    cfg = tiny_cfg("MODEL.STMASK.TEST.SCORE_THRESH", "0.0",
+                   "MODEL.STMASK.TEST.DETECTIONS_PER_FRAME", "5",
+                   "MODEL.TRACKER.MEMORY.MIN_SCORE", "0.01")  # fmt: skip
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    # positive prototypes and coefficients: masks that fill the boxes (an empty mask is not shown)
+    torch.nn.init.constant_(model.protonet.output.bias, 1.0)
+    for last in model.head.last["mask"]:
+        torch.nn.init.constant_(last.conv.bias, 1.0)
+    frames = YTVISTestMapper(cfg)(val[0])["frames"]
+    first = model.inference_frame(frames[0])
+    assert first.track_ids.tolist() == list(range(5))
+    model.score_thresh = 2.0  # no detection in the next frames: only the memory is shown
+    shown = first.scores * 0.95 > 0.01  # still above MIN_SCORE after one decay
+    assert 0 < int(shown.sum())
+    second = model.inference_frame(frames[1])
+    assert sorted(second.track_ids.tolist()) == sorted(first.track_ids[shown].tolist())
+    order = torch.argsort(second.track_ids)
+    # temporal fusion starts as the identity: the same boxes, the scores decayed once
+    assert torch.allclose(
+        second.pred_boxes.tensor[order], first.pred_boxes.tensor[shown], atol=1e-4
+    )
+    assert torch.allclose(second.scores[order], first.scores[shown] * 0.95)
+    assert second.pred_masks.shape == first.pred_masks[shown].shape
+    model.reset()
+    assert len(model.tracker) == 0 and model._previous is None

@@ -65,6 +65,15 @@ def add_vis_config(cfg: CN) -> CN:
     # EmbeddingTracker: weights of (log detection score, box IoU, same class) added to the
     # embedding log-softmax (MaskTrack R-CNN's comprehensive score; SipMask-VIS's values)
     cfg.MODEL.TRACKER.MATCH_COEFFS = (1.0, 2.0, 10.0)
+    # MemoryTracker: match weights of (score, mask IoU, box IoU, same class) added to the
+    # embeddings' (cos + 1) / 2, the IoUs of the "new object" column, and which missed entries
+    # are still shown (STMask's values)
+    cfg.MODEL.TRACKER.MEMORY = CN()
+    cfg.MODEL.TRACKER.MEMORY.MATCH_COEFFS = (0.0, 1.0, 2.0, 0.0)
+    cfg.MODEL.TRACKER.MEMORY.DUMMY_IOU = 0.3
+    cfg.MODEL.TRACKER.MEMORY.MAX_MISSED = 10
+    cfg.MODEL.TRACKER.MEMORY.SCORE_DECAY = 0.95
+    cfg.MODEL.TRACKER.MEMORY.MIN_SCORE = 0.05
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
     cfg.DATASETS.REGISTER = ()

@@ -21,17 +21,20 @@ ROWS = ("cls", "box", "ctr", "track", "mask")
 
 def split_frame_outputs(
     outputs: tuple[torch.Tensor, ...], num_levels: int
-) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], torch.Tensor]:
-    """:class:`FrameGraph` outputs → (rows by name, per-level t2s maps, prototypes)."""
+) -> tuple[dict[str, torch.Tensor], list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    """:class:`FrameGraph` outputs → (rows by name, per-level t2s maps, prototypes, the FPN
+    level that temporal fusion correlates)."""
     rows = dict(zip(ROWS, outputs[: len(ROWS)], strict=True))
     t2s = list(outputs[len(ROWS) : len(ROWS) + num_levels])
-    return rows, t2s, outputs[len(ROWS) + num_levels]
+    protos, corr_feature = outputs[len(ROWS) + num_levels :]
+    return rows, t2s, protos, corr_feature
 
 
 class FrameGraph(nn.Module):
     """``image`` (3, H, W) float32, the resized frame in ``INPUT.FORMAT`` with values 0-255 →
     the head's rows of all anchors (``ROWS``, each (1, A, C)), the per-level t2s maps
-    (1, C, H_l, W_l) and the prototypes (1, M, H/4, W/4) (H, W padded)."""
+    (1, C, H_l, W_l), the prototypes (1, M, H/4, W/4) (H, W padded) and the FPN level that
+    temporal fusion correlates (1, C, H_l, W_l)."""
 
     def __init__(self, model: STMask):
         super().__init__()
@@ -47,11 +50,14 @@ class FrameGraph(nn.Module):
         return ["image"]
 
     def output_names(self) -> list[str]:
-        return [*ROWS, *(f"t2s_{level}" for level in range(self.num_levels)), "prototypes"]
+        levels = range(self.num_levels)
+        return [*ROWS, *(f"t2s_{level}" for level in levels), "prototypes", "corr_feature"]
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
         x = normalize_and_pad(
             image, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
         )
-        rows, t2s, protos = self._model[0].dense_outputs(self.backbone(x))
-        return (*(rows[key] for key in ROWS), *t2s, protos)
+        model = self._model[0]
+        features = self.backbone(x)
+        rows, t2s, protos = model.dense_outputs(features)
+        return (*(rows[key] for key in ROWS), *t2s, protos, features[model.corr_feature])

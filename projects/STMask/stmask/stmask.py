@@ -22,7 +22,7 @@ from vis_d2.modeling.mask_windows import (
     output_masks,
 )
 from vis_d2.modeling.meta_arch import VISModel
-from vis_d2.modeling.tracking import Tracker, build_tracker
+from vis_d2.modeling.tracking import MemoryTracker, Tracker, build_tracker
 from vis_d2.utils.benchmark import Probe
 
 from .anchors import KernelAnchorGenerator
@@ -34,6 +34,8 @@ from .temporal_fusion import (
     TemporalNet,
     box_shift_loss,
     correlation,
+    cross_frame_masks,
+    shift_boxes,
     shift_coefficients,
     temporal_features,
 )
@@ -133,6 +135,7 @@ class STMask(VISModel):
         self.corr_feature = corr_feature
         self.corr_patch = corr_patch
         self.tf_weights = tf_weights
+        self._previous = None
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -271,25 +274,24 @@ class STMask(VISModel):
             losses["loss_mask_shift"] = self.tf_weights[1] * mask_shift
         return losses
 
+    @property
+    def corr_level(self) -> int:
+        """The index among the levels of the one that temporal fusion correlates."""
+        return self.in_features.index(self.corr_feature)
+
     def temporal_shift(
         self,
-        features: dict[str, torch.Tensor],
-        t2s: list[torch.Tensor],
-        earlier: list[int],
-        later: list[int],
+        prev: tuple[torch.Tensor, torch.Tensor],
+        cur: tuple[torch.Tensor, torch.Tensor],
         boxes: torch.Tensor,
         pair_inds: torch.Tensor,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """TF (Sec. 3.3): for frame pairs (``earlier[k]``, ``later[k]``) of the batch and boxes
-        (N, 4) px of earlier frames (pair ``pair_inds``), the box and coefficient shifts (N, 4),
-        (N, M) from the earlier frame to the later."""
-        level = self.in_features.index(self.corr_feature)
-        stride = self.anchor_generator.strides[level]
-        corr = correlation(
-            features[self.corr_feature][earlier], features[self.corr_feature][later],
-            self.corr_patch,
-        )  # fmt: skip
-        x = temporal_features(corr, t2s[level][earlier], t2s[level][later])
+        """TF (Sec. 3.3): ``prev`` and ``cur`` the (FPN feature, T2S feature) maps (B, C, H, W)
+        of the correlated level in B frame pairs, ``boxes`` (N, 4) px in the earlier frame of
+        pair ``pair_inds`` (N,) → box and coefficient shifts (N, 4), (N, M) to the later."""
+        stride = self.anchor_generator.strides[self.corr_level]
+        corr = correlation(prev[0], cur[0], self.corr_patch)
+        x = temporal_features(corr, prev[1], cur[1])
         rois = torch.cat((pair_inds[:, None].to(boxes), boxes / stride), dim=1)
         return self.temporal_net(x, rois)
 
@@ -325,7 +327,13 @@ class STMask(VISModel):
             cur_gt.append(offsets[b] + cols_b)
         boxes, coefs, pair_inds = torch.cat(boxes), torch.cat(coefs), torch.cat(pair_inds)
         prev_gt, cur_gt = torch.cat(prev_gt), torch.cat(cur_gt)
-        delta_box, delta_coef = self.temporal_shift(features, t2s, earlier, later, boxes, pair_inds)
+        feature, t2s_level = features[self.corr_feature], t2s[self.corr_level]
+        delta_box, delta_coef = self.temporal_shift(
+            (feature[earlier], t2s_level[earlier]),
+            (feature[later], t2s_level[later]),
+            boxes,
+            pair_inds,
+        )
         all_gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
         box_loss = box_shift_loss(delta_box, prev_gt, all_gt_boxes[cur_gt])
         one = _one_grid(len(boxes), self.device)
@@ -364,8 +372,9 @@ class STMask(VISModel):
 
     # ---------------------------------------------------------------------------- inference
     def reset(self) -> None:
-        """Start a new video: empty the tracker and restart track ids at 0."""
+        """Start a new video: empty the tracker, forget the previous frame, restart ids at 0."""
         self.tracker.reset()
+        self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def detect(self, rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size):
         """One frame's detections from its head rows (batch of one): candidates whose best
@@ -395,30 +404,86 @@ class STMask(VISModel):
     @torch.no_grad()
     def inference_frame(self, frame: dict) -> Instances:
         """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``) → its tracked instances at the original resolution."""
+        optional ``is_first``) → its tracked instances at the original resolution.
+
+        With the ``MemoryTracker`` (STMask's tracking) every object of the video's memory is
+        first carried from the previous frame by temporal fusion; the output then also holds
+        the missed objects it still shows, with their propagated boxes and masks."""
         if frame.get("is_first", False):
             self.reset()
         image = frame["image"].to(self.device).float()
-        rows, t2s, protos = split_frame_outputs(
+        rows, t2s, protos, corr_map = split_frame_outputs(
             self.graphs()["frame"](image), len(self.in_features)
         )
         in_h, in_w = image.shape[-2:]
         out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
         det = self.detect(rows, self.anchors(t2s), (in_h, in_w))
-        one = _one_grid(len(det), self.device)
+        if not isinstance(self.tracker, MemoryTracker):
+            masks = self._masks(det, protos, (in_h, in_w), (out_h, out_w))
+            return tracked_frame(
+                det, masks, (in_h, in_w), (out_h, out_w), self.tracker, embeddings=det.embeddings
+            )
+        current = (corr_map, t2s[self.corr_level])
+        zeros = torch.zeros(len(det), dtype=torch.int64, device=self.device)
+        det.mask_probs = cross_frame_masks(protos, det.coefficients, det.pred_boxes.tensor, zeros)
+        if self._previous is not None and len(self.tracker) and self.temporal_net is not None:
+            self._propagate(self._previous, current, protos, (in_h, in_w))
+        self._previous = current
+        ids = self.tracker.update(det)
+        det.track_ids = ids
+        shown = [det[ids >= 0]]
+        carried, carried_ids = self.tracker.carried()
+        if carried is not None and len(carried):
+            carried.track_ids = carried_ids.to(self.device)
+            shown.append(carried)
+        fields = (
+            "pred_boxes",
+            "scores",
+            "pred_classes",
+            "class_scores",
+            "coefficients",
+            "track_ids",
+        )
+        out = Instances.cat(
+            [Instances((in_h, in_w), **{f: x.get(f) for f in fields}) for x in shown]
+        )
+        result = Instances((out_h, out_w))
+        scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
+        result.pred_boxes = Boxes(out.pred_boxes.tensor * scale)
+        result.pred_boxes.clip((out_h, out_w))
+        result.scores = out.scores
+        result.pred_classes = out.pred_classes
+        result.class_scores = out.class_scores
+        result.pred_masks = self._masks(out, protos, (in_h, in_w), (out_h, out_w))
+        result.track_ids = out.track_ids
+        return result
+
+    def _propagate(self, previous, current, protos: torch.Tensor, image_size) -> None:
+        """Carry every memory entry from the previous frame to this one (Eq. 11-14)."""
+        memory = self.tracker.memory
+        zeros = torch.zeros(len(memory), dtype=torch.int64, device=self.device)
+        delta_box, delta_coef = self.temporal_shift(
+            previous, current, memory.pred_boxes.tensor, zeros
+        )
+        boxes = Boxes(shift_boxes(memory.pred_boxes.tensor, delta_box))
+        boxes.clip(image_size)
+        coefficients = shift_coefficients(memory.coefficients, delta_coef)
+        masks = cross_frame_masks(protos, coefficients, boxes.tensor, zeros)
+        self.tracker.propagate(boxes.tensor, coefficients, masks)
+
+    def _masks(self, instances: Instances, protos: torch.Tensor, input_size, output_size):
+        """Bool masks at the output size of σ(prototypes · tanh(coefficients)) in the boxes."""
+        one = _one_grid(len(instances), self.device)
         windows = blend(
             protos,
             torch.zeros_like(one),
-            det.pred_boxes.tensor / PROTO_STRIDE,
-            torch.tanh(det.coefficients)[:, None],
+            instances.pred_boxes.tensor / PROTO_STRIDE,
+            torch.tanh(instances.coefficients)[:, None],
             one,
             one,
         )
-        masks = output_masks(
-            windows, protos.shape[-2:], PROTO_STRIDE, (in_h, in_w), (out_h, out_w), self.mask_thresh
-        )
-        return tracked_frame(
-            det, masks, (in_h, in_w), (out_h, out_w), self.tracker, embeddings=det.embeddings
+        return output_masks(
+            windows, protos.shape[-2:], PROTO_STRIDE, input_size, output_size, self.mask_thresh
         )
 
     # ------------------------------------------------------------------------------- export
@@ -429,7 +494,8 @@ class STMask(VISModel):
         return {"frame": (images[0].to(self.device).float(),)}
 
     def sparse_modules(self) -> list[str]:
-        return ["anchor_generator"]  # its cell anchors; the graph computes every map
+        # the anchors, and temporal fusion, which runs at the memory's boxes
+        return ["anchor_generator"] + (["temporal_net"] if self.temporal_net is not None else [])
 
     # ---------------------------------------------------------------------------- benchmark
     @classmethod

@@ -1,0 +1,124 @@
+"""The memory tracker (STMask's association and propagation bookkeeping)."""
+
+import pytest
+import torch
+from detectron2.structures import Boxes, Instances
+
+from vis_d2.config import get_cfg
+from vis_d2.modeling.tracking import MemoryTracker, build_tracker
+from vis_d2.modeling.tracking.memory_tracker import assign_by_score, mask_iou, matching_scores
+
+H = W = 8
+
+
+def _masks(*rects):
+    out = torch.zeros(len(rects), H, W)
+    for i, (y0, y1, x0, x1) in enumerate(rects):
+        out[i, y0:y1, x0:x1] = 0.9
+    return out
+
+
+def _detections(boxes, scores, embeddings, rects, classes=None, coefficients=None):
+    n = len(boxes)
+    return Instances(
+        (64, 64),
+        pred_boxes=Boxes(torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4)),
+        scores=torch.tensor(scores, dtype=torch.float32),
+        pred_classes=torch.tensor(classes or [0] * n),
+        embeddings=torch.nn.functional.normalize(
+            torch.tensor(embeddings, dtype=torch.float32).reshape(n, 2), dim=1
+        ),
+        coefficients=torch.zeros(n, 3) if coefficients is None else coefficients,
+        mask_probs=_masks(*rects) if n else torch.zeros(0, H, W),
+    )
+
+
+def test_matching_score_spec_values():
+    v = matching_scores(
+        torch.tensor([[0.9, -0.2]]),
+        torch.tensor([[0.6, 0.0]]),
+        torch.tensor([[0.7, 0.1]]),
+        torch.tensor([0.8]),
+        torch.tensor([[True, False]]),
+    )
+    assert torch.allclose(v, torch.tensor([[1.4, 2.95, 0.6]]))
+    assert assign_by_score(v, torch.tensor([0.8])).tolist() == [0]  # entry 1 (column 1)
+    low = matching_scores(torch.tensor([[0.5, 0.4]]), torch.zeros(1, 2), torch.zeros(1, 2),
+                          torch.tensor([0.8]), torch.zeros(1, 2, dtype=torch.bool))  # fmt: skip
+    assert (low[0, 1:] <= 1.4).all() and assign_by_score(low, torch.tensor([0.8])).tolist() == [-1]
+
+
+def test_a_conflict_goes_to_the_higher_detection_score_and_the_other_is_not_lost():
+    v = torch.tensor([[1.4, 3.0, 2.0], [1.4, 2.5, 1.0]])
+    # detection 1 has the higher score: it takes entry 0 although detection 0 matches it better
+    assert assign_by_score(v, torch.tensor([0.5, 0.9])).tolist() == [1, 0]
+    assert assign_by_score(v, torch.tensor([0.9, 0.5])).tolist() == [0, -1]  # 1.0 < 1.4: new
+
+
+def test_mask_iou_of_binarised_masks():
+    a = _masks((0, 2, 0, 2), (0, 0, 0, 0))
+    b = _masks((0, 2, 1, 3))
+    assert torch.allclose(mask_iou(a, b), torch.tensor([[2 / 6], [0.0]]))
+
+
+def test_tracks_missed_entries_decay_and_disappear():
+    tracker = MemoryTracker(max_missed=10, score_decay=0.95, min_score=0.05)
+    first = _detections([[0, 0, 16, 16], [40, 40, 60, 60]], [0.9, 0.06], [[1, 0], [0, 1]],
+                        [(0, 2, 0, 2), (5, 8, 5, 8)])  # fmt: skip
+    assert tracker.update(first).tolist() == [0, 1]
+    carried, ids = tracker.carried()
+    assert len(carried) == 0
+    # the next frames show only object 0; object 1 is propagated unchanged and decays
+    for k in range(1, 13):
+        tracker.propagate(tracker.memory.pred_boxes.tensor, tracker.memory.coefficients,
+                          tracker.memory.mask_probs)  # fmt: skip
+        seen = _detections([[0, 0, 16, 16]], [0.9], [[1, 0]], [(0, 2, 0, 2)])
+        assert tracker.update(seen).tolist() == [0]
+        carried, ids = tracker.carried()
+        score = 0.06 * 0.95**k  # above 0.05 until k = 4
+        if score > 0.05:
+            assert ids.tolist() == [1] and carried.scores.item() == pytest.approx(score)
+        else:
+            assert ids.tolist() == []
+    assert tracker.missed.tolist() == [0, 12]
+    tracker.reset()
+    assert len(tracker) == 0 and tracker.update(seen).tolist() == [0]
+
+
+def test_carried_until_max_missed():
+    tracker = MemoryTracker(max_missed=2, score_decay=1.0)
+    tracker.update(_detections([[0, 0, 16, 16]], [0.9], [[1, 0]], [(0, 2, 0, 2)]))
+    shown = []
+    for _ in range(4):
+        tracker.propagate(tracker.memory.pred_boxes.tensor, tracker.memory.coefficients,
+                          tracker.memory.mask_probs)  # fmt: skip
+        tracker.update(_detections([], [], [], []))
+        shown.append(tracker.carried()[1].tolist())
+    assert shown == [[0], [0], [], []]
+
+
+def test_matched_entries_take_the_detection_and_new_ones_need_a_score():
+    tracker = MemoryTracker()
+    tracker.update(_detections([[0, 0, 16, 16]], [0.9], [[1, 0]], [(0, 2, 0, 2)]))
+    moved = _detections([[2, 0, 18, 16], [40, 40, 50, 50]], [0.8, 0.0], [[1, 0.1], [0, 1]],
+                        [(0, 2, 0, 3), (6, 8, 6, 8)], coefficients=torch.ones(2, 3))  # fmt: skip
+    assert tracker.update(moved).tolist() == [0, -1]  # a zero score starts no track
+    assert tracker.memory.pred_boxes.tensor.tolist() == [[2.0, 0.0, 18.0, 16.0]]
+    assert tracker.memory.scores.tolist() == [pytest.approx(0.8)] and len(tracker) == 1
+    assert (tracker.memory.coefficients == 1).all()
+
+
+def test_registry_config_and_bad_inputs():
+    cfg = get_cfg()
+    cfg.MODEL.TRACKER.NAME = "MemoryTracker"
+    cfg.MODEL.TRACKER.MEMORY.MAX_MISSED = 3
+    tracker = build_tracker(cfg)
+    assert isinstance(tracker, MemoryTracker) and tracker.max_missed == 3
+    with pytest.raises(ValueError, match="4 weights"):
+        MemoryTracker(match_coeffs=(1.0, 2.0))
+    bare = Instances((8, 8), pred_boxes=Boxes(torch.zeros(0, 4)), scores=torch.zeros(0))
+    with pytest.raises(ValueError, match="embeddings"):
+        tracker.update(bare)
+    tracker.update(_detections([[0, 0, 16, 16]], [0.9], [[1, 0]], [(0, 2, 0, 2)]))
+    with pytest.raises(ValueError, match="2 propagated entries for a memory of 1"):
+        tracker.propagate(torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, H, W))
