@@ -214,3 +214,14 @@ def test_missed_objects_are_carried_by_temporal_fusion(synthetic):
     assert second.pred_masks.shape == first.pred_masks[shown].shape
     model.reset()
     assert len(model.tracker) == 0 and model._previous is None
+
+
+def test_without_temporal_fusion_missed_objects_are_not_shown(synthetic):
+    _, _, val = synthetic
+    cfg = tiny_cfg("MODEL.STMASK.TF.ON", "False", "MODEL.STMASK.TEST.SCORE_THRESH", "0.0",
+                   "MODEL.TRACKER.MEMORY.MIN_SCORE", "0.0")  # fmt: skip
+    model = build_model(cfg).eval()
+    frames = YTVISTestMapper(cfg)(val[0])["frames"]
+    assert len(model.inference_frame(frames[0])) > 0
+    model.score_thresh = 2.0
+    assert len(model.inference_frame(frames[1])) == 0 and len(model.tracker) > 0

@@ -408,7 +408,8 @@ class STMask(VISModel):
 
         With the ``MemoryTracker`` (STMask's tracking) every object of the video's memory is
         first carried from the previous frame by temporal fusion; the output then also holds
-        the missed objects it still shows, with their propagated boxes and masks."""
+        the missed objects it still shows, with their propagated boxes and masks (without
+        temporal fusion, ``MODEL.STMASK.TF.ON False``, only the frame's detections)."""
         if frame.get("is_first", False):
             self.reset()
         image = frame["image"].to(self.device).float()
@@ -432,8 +433,9 @@ class STMask(VISModel):
         ids = self.tracker.update(det)
         det.track_ids = ids
         shown = [det[ids >= 0]]
+        # missed objects are shown where temporal fusion carried them to this frame
         carried, carried_ids = self.tracker.carried()
-        if carried is not None and len(carried):
+        if self.temporal_net is not None and carried is not None and len(carried):
             carried.track_ids = carried_ids.to(self.device)
             shown.append(carried)
         fields = (
