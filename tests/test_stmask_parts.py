@@ -1,4 +1,4 @@
-"""STMask's kernel-shaped anchors (FCA) and feature calibration (FCB) (SPEC G.4.1, G.4.3)."""
+"""STMask's kernel-shaped anchors (FCA) and feature calibration (FCB)."""
 
 from __future__ import annotations
 

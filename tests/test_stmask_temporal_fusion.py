@@ -1,6 +1,6 @@
 """STMask's temporal fusion module (projects/STMask/stmask/temporal_fusion.py): correlation,
 TemporalNet, the box / coefficient shifts, cross-frame masks and the TF losses, against hand
-computed values and literal references (SPEC G.4.4, G.4.5, G.4.8)."""
+computed values and literal references."""
 
 from __future__ import annotations
 
@@ -316,7 +316,7 @@ def test_cross_frame_masks_match_eq14_per_pixel():
 
 
 def test_zero_coefficient_shift_reproduces_the_previous_mask():
-    # G.4.8: with the same prototypes, C' = C + 0 gives frame t−1's own mask
+    # with the same prototypes, C' = C + 0 gives frame t−1's own mask
     gen = torch.Generator().manual_seed(2)
     protos = torch.rand(1, 4, 5, 6, dtype=torch.float64, generator=gen)
     coef = torch.randn(2, 4, dtype=torch.float64, generator=gen)
