@@ -33,6 +33,17 @@ def synthetic(tmp_path_factory):
     return root, train, val
 
 
+def training_batch(cfg, videos: list[dict], seed: int = 0) -> list[dict]:
+    """Two training samples (key and reference frame) of the first two ``videos``, through
+    the real training mapper."""
+    import copy
+
+    from vis_d2.data import YTVISDatasetMapper
+
+    mapper = YTVISDatasetMapper(cfg, True, seed=seed)
+    return [mapper(copy.deepcopy(v)) for v in videos[:2]]
+
+
 def datasets_env(root: Path, tmp_path: Path) -> dict:
     """An environment whose $DETECTRON2_DATASETS holds the synthetic set at ``root``."""
     import os

@@ -1,11 +1,10 @@
 """The SGNet meta-architecture at tiny sizes: losses, gradients, determinism, inference, CLI."""
 
-import copy
 import json
 import os
 
 import torch
-from conftest import REPO, datasets_env, run_python
+from conftest import REPO, datasets_env, run_python, training_batch
 from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
@@ -13,7 +12,7 @@ from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
 from vis_d2.config import add_sgnet_config
-from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances
+from vis_d2.data import YTVISTestMapper, frame_instances
 
 TINY = [
     "MODEL.DEVICE",
@@ -48,11 +47,6 @@ def tiny_cfg():
     return cfg
 
 
-def _batch(cfg, videos, seed=0):
-    mapper = YTVISDatasetMapper(cfg, True, seed=seed)
-    return [mapper(copy.deepcopy(v)) for v in videos[:2]]
-
-
 def _losses(model, batch, iteration=0):
     with EventStorage(iteration):
         return model(batch)
@@ -66,7 +60,7 @@ def test_losses_are_finite_and_gradients_reach_every_head(synthetic):
     cfg.MODEL.SGNET.MASK_BOX = "gt"
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    losses = _losses(model, _batch(cfg, train))
+    losses = _losses(model, training_batch(cfg, train))
     assert set(losses) == {
         "loss_fcos_cls",
         "loss_fcos_loc",
@@ -101,7 +95,7 @@ def test_two_iterations_are_deterministic(synthetic):
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
         history = []
         for it in range(2):
-            losses = _losses(model, _batch(cfg, train, seed=it), it)
+            losses = _losses(model, training_batch(cfg, train, seed=it), it)
             history.append({k: v.item() for k, v in losses.items()})
             opt.zero_grad()
             sum(losses.values()).backward()
@@ -118,7 +112,7 @@ def test_zero_instance_frames_and_degenerate_boxes_train(synthetic):
     cfg = tiny_cfg()
     torch.manual_seed(0)
     model = build_model(cfg).train()
-    batch = _batch(cfg, train)
+    batch = training_batch(cfg, train)
     size = tuple(batch[0]["image"].shape[-2:])
     batch[0]["instances"] = frame_instances([], size)
     batch[0]["ref_instances"] = frame_instances([], size)

@@ -1,14 +1,13 @@
 """SipMask-VIS (projects/SipMaskVIS): the numerical checks of its parts, the model at tiny sizes
 through the real mapper, and every tool on it."""
 
-import copy
 import json
 import math
 import os
 
 import pytest
 import torch
-from conftest import REPO, datasets_env, run_python
+from conftest import REPO, datasets_env, run_python, training_batch
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
@@ -18,7 +17,7 @@ from sipmask_vis.losses import alignment_weights, jitter_boxes, track_loss
 from torch.nn import functional as F
 
 from vis_d2.config import get_cfg
-from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances
+from vis_d2.data import YTVISTestMapper, frame_instances
 from vis_d2.export import ExportedModel, compare_frames, export_model
 from vis_d2.layers import DeformConv
 from vis_d2.modeling.common import read_at_centres
@@ -150,11 +149,6 @@ def test_track_loss_targets_and_accuracy():
 # --------------------------------------------------------------------- the model
 
 
-def _batch(cfg, videos, seed=0):
-    mapper = YTVISDatasetMapper(cfg, True, seed=seed)
-    return [mapper(copy.deepcopy(v)) for v in videos[:2]]
-
-
 @pytest.mark.parametrize("ref_frame_losses", [False, True])
 def test_losses_and_gradients_reach_every_part(synthetic, ref_frame_losses):
     _, train, _ = synthetic
@@ -165,7 +159,7 @@ def test_losses_and_gradients_reach_every_part(synthetic, ref_frame_losses):
     # boxes of 4 strides: the masks of freshly initialised (empty) boxes are not learned
     torch.nn.init.constant_(model.fcos.head.bbox_pred.bias, 2.0)
     with EventStorage(0) as storage:
-        losses = model(_batch(cfg, train))
+        losses = model(training_batch(cfg, train))
         assert 0 <= storage.latest()["sipmask/match_acc"][0] <= 1
     assert set(losses) == {
         "loss_fcos_cls", "loss_fcos_loc", "loss_fcos_ctr", "loss_mask", "loss_track"
@@ -181,7 +175,7 @@ def test_frames_without_instances_train(synthetic):
     _, train, _ = synthetic
     cfg = tiny_cfg()
     model = build_model(cfg)
-    batch = _batch(cfg, train)
+    batch = training_batch(cfg, train)
     for sample in batch:  # no instance in either frame of any pair
         for key, image in (("instances", "image"), ("ref_instances", "ref_image")):
             sample[key] = frame_instances([], tuple(sample[image].shape[-2:]))

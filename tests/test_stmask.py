@@ -1,18 +1,17 @@
 """STMask (projects/STMask) at tiny sizes through the real mapper, and every tool on it."""
 
-import copy
 import json
 
 import pytest
 import torch
-from conftest import REPO, datasets_env, run_python
+from conftest import REPO, datasets_env, run_python, training_batch
 from detectron2.modeling import build_model
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 from stmask import STMask
 
 from vis_d2.config import get_cfg
-from vis_d2.data import YTVISDatasetMapper, YTVISTestMapper, frame_instances
+from vis_d2.data import YTVISTestMapper, frame_instances
 from vis_d2.export import ExportedModel, compare_frames, export_model
 
 CONFIG = str(REPO / "projects" / "STMask" / "configs" / "synthetic" / "STMask_R18_synthetic.yaml")
@@ -37,11 +36,6 @@ def tiny_cfg(*opts):
     return cfg
 
 
-def _batch(cfg, videos, seed=0):
-    mapper = YTVISDatasetMapper(cfg, True, seed=seed)
-    return [mapper(copy.deepcopy(v)) for v in videos[:2]]
-
-
 @pytest.mark.parametrize("fcb", ["ada", "ali", "none"])
 def test_losses_and_gradients_reach_every_part(synthetic, fcb):
     _, train, _ = synthetic
@@ -50,7 +44,7 @@ def test_losses_and_gradients_reach_every_part(synthetic, fcb):
     model = build_model(cfg)
     assert isinstance(model, STMask) and model.num_classes == 6
     with EventStorage(0):
-        losses = model(_batch(cfg, train))
+        losses = model(training_batch(cfg, train))
     assert set(losses) == {
         "loss_cls", "loss_box", "loss_ctr", "loss_mask", "loss_track", "loss_box_shift",
         "loss_mask_shift",
@@ -71,7 +65,7 @@ def test_temporal_fusion_off_and_its_shift_targets(synthetic):
     model = build_model(cfg)
     assert model.temporal_net is None
     with EventStorage(0):
-        assert "loss_box_shift" not in model(_batch(cfg, train))
+        assert "loss_box_shift" not in model(training_batch(cfg, train))
     # at initialisation TF shifts nothing (zero FCs): box shift = the GT pair's own shift
     cfg = tiny_cfg()
     model = build_model(cfg)
@@ -100,7 +94,7 @@ def test_two_iterations_are_deterministic(synthetic):
         out = []
         for seed in (0, 1):
             with EventStorage(seed):
-                losses = model(_batch(cfg, train, seed))
+                losses = model(training_batch(cfg, train, seed))
             optimizer.zero_grad()
             sum(losses.values()).backward()
             optimizer.step()
@@ -114,7 +108,7 @@ def test_frames_without_instances_train(synthetic):
     _, train, _ = synthetic
     cfg = tiny_cfg()
     model = build_model(cfg)
-    batch = _batch(cfg, train)
+    batch = training_batch(cfg, train)
     for sample in batch:
         for key, image in (("instances", "image"), ("ref_instances", "ref_image")):
             sample[key] = frame_instances([], tuple(sample[image].shape[-2:]))
