@@ -1,12 +1,13 @@
 from pathlib import Path
 
 import pytest
+import torch
 from detectron2.config import get_cfg
 from detectron2.data import DatasetCatalog
-from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY
+from detectron2.modeling import BACKBONE_REGISTRY, META_ARCH_REGISTRY, build_model
 
 from vis_d2 import add_vis_config
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg as vis_d2_cfg
 
 
 def test_add_vis_config_adds_keys_and_merges(tmp_path):
@@ -19,23 +20,30 @@ def test_add_vis_config_adds_keys_and_merges(tmp_path):
     assert cfg.INPUT.REF_FRAME_RANGE == 1
 
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml"))
+REPO_DIR = Path(__file__).resolve().parents[1]
+CONFIG_DIR = REPO_DIR / "configs"
+CONFIGS = sorted(CONFIG_DIR.rglob("*.yaml")) + sorted(
+    p for p in (REPO_DIR / "projects").glob("*/configs/**/*.yaml") if not p.name.startswith("Base-")
+)
 
 
 def _load(path: Path):
-    cfg = add_sgnet_config(get_cfg())
+    cfg = vis_d2_cfg()
     cfg.merge_from_file(str(path))
     return cfg
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
-def test_every_shipped_config_merges_and_names_registered_parts(path):
+def test_every_shipped_config_merges_and_builds(path):
     cfg = _load(path)
     assert cfg.MODEL.META_ARCHITECTURE in META_ARCH_REGISTRY
     assert cfg.MODEL.BACKBONE.NAME in BACKBONE_REGISTRY
     for name in (*cfg.DATASETS.TRAIN, *cfg.DATASETS.TEST):
         assert name in DatasetCatalog.list(), f"{path.name}: data set {name} is not registered"
+    cfg.MODEL.DEVICE = "meta"
+    with torch.device("meta"):  # the whole model, without memory for its weights
+        model = build_model(cfg)
+    assert sum(p.numel() for p in model.parameters()) > 0
 
 
 def test_long_synthetic_config_is_the_synthetic_one_trained_longer():

@@ -21,9 +21,10 @@ def _pair(v):
     return (v, v) if isinstance(v, int) else v
 
 
+@pytest.mark.parametrize("modulated", [False, True], ids=["dcn", "dcnv2"])
 @pytest.mark.parametrize(("shape", "kernel", "stride", "padding", "dilation", "groups"), CASES)
 def test_sampling_equals_torchvision_forward_and_backward(
-    shape, kernel, stride, padding, dilation, groups
+    shape, kernel, stride, padding, dilation, groups, modulated
 ):
     torch.manual_seed(0)
     (n, c, h, w), (kh, kw) = shape, _pair(kernel)
@@ -36,7 +37,12 @@ def test_sampling_equals_torchvision_forward_and_backward(
     # offsets of a few pixels: samples between pixels and outside the input
     offset = torch.randn(n, 2 * groups * kh * kw, out_h, out_w, dtype=torch.float64) * 2
     offset.requires_grad_()
-    args = {"stride": stride, "padding": padding, "dilation": dilation}
+    mask = None
+    if modulated:  # DCNv2: one modulation in [0, 1] per group, tap and output location
+        mask = torch.rand(n, groups * kh * kw, out_h, out_w, dtype=torch.float64)
+        mask.requires_grad_()
+    args = {"stride": stride, "padding": padding, "dilation": dilation, "mask": mask}
+    inputs = (x, offset, weight) + ((mask,) if modulated else ())
     expected = deform_conv2d(x, offset, weight, bias, **args)
     out = deform_conv2d_by_sampling(x, offset, weight, bias, **args)
     assert out.shape == expected.shape
@@ -50,8 +56,8 @@ def test_sampling_equals_torchvision_forward_and_backward(
     )
     grad = torch.randn_like(out)
     for a, b in zip(
-        torch.autograd.grad(out, (x, offset, weight), grad),
-        torch.autograd.grad(expected, (x, offset, weight), grad),
+        torch.autograd.grad(out, inputs, grad),
+        torch.autograd.grad(expected, inputs, grad),
         strict=True,
     ):
         assert torch.allclose(a, b, atol=1e-9)
@@ -62,5 +68,13 @@ def test_module_runs_the_sampling_form_on_the_cpu():
     x, offset = torch.randn(2, 8, 5, 6), torch.randn(2, conv.offset_channels, 5, 6)
     expected = deform_conv2d(x, offset, conv.weight, conv.bias, padding=1)
     assert torch.allclose(conv(x, offset), expected, atol=1e-5)
+    mask = torch.rand(2, 4 * 9, 5, 6)
+    expected = deform_conv2d(x, offset, conv.weight, conv.bias, padding=1, mask=mask)
+    assert torch.allclose(conv(x, offset, mask), expected, atol=1e-5)
+    norm = torch.nn.BatchNorm2d(4).eval()
+    torch.nn.init.normal_(norm.running_mean)
+    normed = DeformConv(8, 4, 3, padding=1, offset_groups=4, norm=norm)
+    normed.load_state_dict(conv.state_dict(), strict=False)
+    assert torch.allclose(normed(x, offset, mask), norm(expected), atol=1e-5)
     with pytest.raises(ValueError, match="8 input channels in 3 offset groups"):
         DeformConv(8, 4, 3, offset_groups=3)

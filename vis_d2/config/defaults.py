@@ -57,6 +57,9 @@ def add_vis_config(cfg: CN) -> CN:
     :func:`vis_d2.data.register_ytvis_splits`.
     """
     cfg.INPUT.REF_FRAME_RANGE = 2
+    # with DEFORM_ON_PER_STAGE: block i of such a stage is deformable when i % DEFORM_INTERVAL
+    # == 0 (1: every block, detectron2's behaviour; YOLACT++/STMask's R-DCN models use 3)
+    cfg.MODEL.RESNETS.DEFORM_INTERVAL = 1
     # the online tracker of TRACKER_REGISTRY that gives detections their track ids
     cfg.MODEL.TRACKER = CN()
     cfg.MODEL.TRACKER.NAME = "MovementTracker"

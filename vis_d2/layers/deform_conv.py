@@ -1,6 +1,7 @@
-"""A deformable convolution module: ``torchvision.ops.deform_conv2d`` on the GPU, which (unlike
-detectron2's ``DeformConv``) supports offset groups, and on the CPU the same function by
-bilinear sampling and one matrix product."""
+"""A deformable convolution module (DCN, and DCNv2 with a modulation mask):
+``torchvision.ops.deform_conv2d`` on the GPU, and on the CPU the same function by bilinear
+sampling and one matrix product, several times faster than torchvision's and detectron2's CPU
+kernels."""
 
 from __future__ import annotations
 
@@ -26,10 +27,12 @@ def deform_conv2d_by_sampling(
     stride: int | tuple[int, int] = 1,
     padding: int | tuple[int, int] = 0,
     dilation: int | tuple[int, int] = 1,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """``torchvision.ops.deform_conv2d`` (same arguments, offset layout and zero padding)
-    computed as ``F.grid_sample`` of every kernel tap's sampling points (bilinear, zeros
-    outside the input) followed by one matrix product with the weights.
+    """``torchvision.ops.deform_conv2d`` (same arguments, offset and mask layouts, zero
+    padding) computed as ``F.grid_sample`` of every kernel tap's sampling points (bilinear,
+    zeros outside the input), scaled by the mask if given, followed by one matrix product with
+    the weights.
 
     Written because torchvision's CPU kernel is slow: for (8, 64, 24, 40) inputs with 4 offset
     groups, forward + backward take 0.54 s there and 0.05 s here (0.44 s against 2.15 s for
@@ -62,17 +65,24 @@ def deform_conv2d_by_sampling(
         padding_mode="zeros",
         align_corners=False,
     )  # (B·G, C/G, taps·H', W'): column c·taps + t of image b
-    columns = sampled.view(batch, channels * taps, out_h * out_w)
+    if mask is not None:  # (B, G·taps, H', W'), the modulation of each group's taps
+        sampled = sampled.view(batch, groups, -1, taps, out_h, out_w) * mask.view(
+            batch, groups, 1, taps, out_h, out_w
+        )
+    columns = sampled.reshape(batch, channels * taps, out_h * out_w)
     out = torch.matmul(weight.reshape(out_channels, channels * taps), columns)
     out = out.view(batch, out_channels, out_h, out_w)
     return out if bias is None else out + bias.view(1, -1, 1, 1)
 
 
 class DeformConv(nn.Module):
-    """``forward(x, offset)``: x (N, C_in, H, W), offset (N, 2·G·k_h·k_w, H', W') → (N, C_out,
-    H', W'). The offsets of offset group g (input channels g·C_in/G ...) and kernel tap t
-    (row-major) are channels 2·(g·k_h·k_w + t) (dy) and 2·(g·k_h·k_w + t) + 1 (dx), in input
-    pixels; zero offsets make it the plain convolution with the same weights. Runs
+    """``forward(x, offset, mask=None)``: x (N, C_in, H, W), offset (N, 2·G·k_h·k_w, H', W'),
+    mask (N, G·k_h·k_w, H', W') or None → (N, C_out, H', W'). The offsets of offset group g
+    (input channels g·C_in/G ...) and kernel tap t (row-major) are channels 2·(g·k_h·k_w + t)
+    (dy) and 2·(g·k_h·k_w + t) + 1 (dx), in input pixels, and its modulation (DCNv2) is mask
+    channel g·k_h·k_w + t; zero offsets and no mask make it the plain convolution with the
+    same weights. ``norm``, if given, is applied to the output (as in detectron2's
+    ``Conv2d``, so that its parameters are named ``norm.*``). Runs
     ``torchvision.ops.deform_conv2d`` on CUDA and :func:`deform_conv2d_by_sampling` elsewhere
     (also in a traced export, which then holds only standard operators)."""
 
@@ -87,6 +97,7 @@ class DeformConv(nn.Module):
         dilation: int = 1,
         offset_groups: int = 1,
         bias: bool = True,
+        norm: nn.Module | None = None,
     ):
         super().__init__()
         if in_channels % offset_groups:
@@ -99,6 +110,7 @@ class DeformConv(nn.Module):
         self.offset_groups = offset_groups
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels, kh, kw))
         self.bias = nn.Parameter(torch.zeros(out_channels)) if bias else None
+        self.norm = norm
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))
 
     @property
@@ -106,9 +118,11 @@ class DeformConv(nn.Module):
         """2·G·k_h·k_w: the channel count of the offsets."""
         return 2 * self.offset_groups * self.kernel_size[0] * self.kernel_size[1]
 
-    def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         conv = deform_conv2d if x.is_cuda else deform_conv2d_by_sampling
-        return conv(
+        out = conv(
             x,
             offset,
             self.weight,
@@ -116,7 +130,9 @@ class DeformConv(nn.Module):
             stride=self.stride,
             padding=self.padding,
             dilation=self.dilation,
+            mask=mask,
         )
+        return out if self.norm is None else self.norm(out)
 
     def extra_repr(self) -> str:
         out_channels, in_channels = self.weight.shape[:2]

@@ -11,7 +11,7 @@ from detectron2.modeling import BACKBONE_REGISTRY
 from detectron2.modeling.backbone import FPN, Backbone
 from torch import nn
 
-from vis_d2.modeling.backbone.fpn import build_resnet
+from vis_d2.modeling.backbone import build_resnet
 
 __all__ = ["STMaskFPN", "build_stmask_resnet_fpn_backbone"]
 

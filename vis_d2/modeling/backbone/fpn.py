@@ -7,12 +7,13 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import BACKBONE_REGISTRY
-from detectron2.modeling.backbone import FPN, Backbone, ResNet, build_resnet_backbone
+from detectron2.modeling.backbone import FPN, Backbone
 from detectron2.modeling.backbone.fpn import LastLevelP6P7
-from detectron2.modeling.backbone.resnet import BasicBlock, BasicStem
 from torch import nn
 
-__all__ = ["LastLevelP6", "build_resnet", "build_fcos_resnet_fpn_backbone"]
+from .resnet import build_resnet
+
+__all__ = ["LastLevelP6", "build_fcos_resnet_fpn_backbone"]
 
 
 class LastLevelP6(nn.Module):
@@ -27,33 +28,6 @@ class LastLevelP6(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return [self.p6(x)]
-
-
-def build_resnet(cfg: CfgNode, input_shape: ShapeSpec) -> ResNet:
-    """detectron2's ResNet from ``MODEL.RESNETS``, where R-18/R-34 may also be narrower than 64
-    res2 channels (``RES2_OUT_CHANNELS``, doubling per stage): detectron2's builder refuses
-    that, and the CPU configs use it to cut the backbone's cost about fourfold at half width."""
-    res = cfg.MODEL.RESNETS
-    if res.DEPTH not in (18, 34) or res.RES2_OUT_CHANNELS == 64:
-        return build_resnet_backbone(cfg, input_shape)
-    stem = BasicStem(input_shape.channels, res.STEM_OUT_CHANNELS, norm=res.NORM)
-    stages, in_channels, out_channels = [], res.STEM_OUT_CHANNELS, res.RES2_OUT_CHANNELS
-    for i, num_blocks in enumerate({18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}[res.DEPTH]):
-        first_stride = 1 if i == 0 else 2
-        stages.append(
-            ResNet.make_stage(
-                BasicBlock,
-                num_blocks,
-                stride_per_block=[first_stride] + [1] * (num_blocks - 1),
-                in_channels=in_channels,
-                out_channels=out_channels,
-                norm=res.NORM,
-            )
-        )
-        in_channels, out_channels = out_channels, out_channels * 2
-    return ResNet(
-        stem, stages, out_features=res.OUT_FEATURES, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT
-    )
 
 
 @BACKBONE_REGISTRY.register()
