@@ -59,6 +59,21 @@ def test_losses_and_gradients_reach_every_part(synthetic, fcb):
         assert sum(grads) > 0, part
 
 
+def test_class_aware_matching_trains_through_the_mapper(synthetic):
+    _, train, _ = synthetic
+    losses = {}
+    for aware in (False, True):
+        cfg = tiny_cfg("MODEL.STMASK.CLASS_AWARE_MATCHING", str(aware))
+        torch.manual_seed(0)
+        model = build_model(cfg)
+        with EventStorage(0):
+            losses[aware] = model(training_batch(cfg, train))
+        assert all(torch.isfinite(v) for v in losses[aware].values()), losses[aware]
+        sum(losses[aware].values()).backward()
+    # the same weights and batch, other positives: the classification loss differs
+    assert losses[True]["loss_cls"] != losses[False]["loss_cls"]
+
+
 def test_temporal_fusion_off_and_its_shift_targets(synthetic):
     _, train, _ = synthetic
     cfg = tiny_cfg("MODEL.STMASK.TF.ON", "False")

@@ -49,6 +49,41 @@ def test_matching_thresholds_and_best_anchor_per_gt():
     assert empty.tolist() == [0] * 5
 
 
+def test_class_aware_matching_adds_the_class_probability_and_raises_the_thresholds():
+    anchors = torch.tensor(
+        [[0.0, 0, 10, 10], [0, 0, 10, 15], [0, 0, 10, 22], [50, 50, 60, 60], [0, 0, 10, 12],
+         [100, 100, 120, 120]]
+    )  # fmt: skip
+    gt, classes = torch.tensor([[0.0, 0, 10, 10], [101.0, 101, 140, 140]]), torch.tensor([3, 1])
+    logits = torch.zeros(6, 7)
+    logits[0, 4] = 20.0  # anchor 0 (IoU 1) is sure of GT 0's class: q = 1
+    logits[1, 1] = 20.0  # anchor 1 (IoU 0.67) of another class: q ≈ 0
+    logits[4, 4] = math.log(6 * 0.6 / 0.4)  # anchor 4 (IoU 0.83): p = 0.6, q = 0.75
+    plain, _ = match_anchors(anchors, gt, classes)
+    labels, matched = match_anchors(anchors, gt, classes, class_logits=logits)
+    # IoU alone: anchors 0, 1, 4 positive, 2 (IoU 0.45) ignored, 3 background, 5 GT 1's best
+    assert plain.tolist() == [4, 4, -1, 0, 4, 2]
+    # the thresholds rise by the mean q (1 + 0 + 0.75) / 3 = 0.583: anchor 0 (1 + 1) and 4
+    # (0.83 + 0.75) stay positive, anchor 1 (0.67 + 0) and 2 (0.45) fall below 0.4 + 0.583;
+    # anchor 5 (IoU 0.23) is still GT 1's best
+    assert labels.tolist() == [4, 0, 0, 0, 4, 2]
+    assert matched[[0, 4, 5]].tolist() == [0, 0, 1]
+    empty, _ = match_anchors(anchors, torch.zeros(0, 4), classes[:0], class_logits=logits)
+    assert empty.tolist() == [0] * 6
+
+
+def test_class_aware_matching_neutralises_anchors_between_two_gts():
+    gt, classes = torch.tensor([[0.0, 0, 10, 10], [0.0, 5, 10, 15]]), torch.tensor([0, 1])
+    between = torch.tensor([[0.0, 2.5, 10, 12.5], [0, 0, 10, 10], [0, 5, 10, 15]])
+    # anchor 0 has IoU 0.6 with both GTs (> 0.4): scored (0.5 + 0.4) / 2 = 0.45; anchors 1 and
+    # 2 are the GTs' own (p = 1/3 of 3 classes: q = 0.5), so the thresholds rise by 0.5 and
+    # anchor 0 is background; with IoU alone it would be positive
+    logits = torch.zeros(3, 3)
+    labels, _ = match_anchors(between, gt, classes, class_logits=logits)
+    assert labels.tolist() == [0, 1, 2]
+    assert match_anchors(between, gt, classes)[0][0].item() > 0
+
+
 def test_ohem_keeps_the_positives_and_the_hardest_three_negatives_each():
     logits = torch.zeros(10, 3)
     logits[:, 0] = torch.arange(10.0)  # background logit: anchor 0 is the hardest negative

@@ -35,6 +35,9 @@ def add_stmask_config(cfg: CN) -> CN:
     # OHEM_RATIO negatives per positive
     _C.POS_IOU = 0.5
     _C.NEG_IOU = 0.4
+    # the authors' code adds the GT class's probability to the IoU of confident anchors and
+    # neutralises anchors near several GTs (not in the paper; see match_anchors)
+    _C.CLASS_AWARE_MATCHING = False
     _C.OHEM_RATIO = 3.0
     _C.MASK_BOX_ENLARGE = 1.2  # the predicted box crops the mask loss, enlarged this much
     _C.LOSS_WEIGHTS = CN({"CLS": 6.125, "BOX": 5.0, "CTR": 20.0, "MASK": 6.125, "TRACK": 5.0})

@@ -38,19 +38,46 @@ def match_anchors(
     gt_classes: torch.Tensor,
     pos_iou: float = 0.5,
     neg_iou: float = 0.4,
+    class_logits: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's anchors (A, 4) against its GT (G, 4) XYXY px with classes (G,): anchors with
     IoU ≥ ``pos_iou`` are positive, < ``neg_iou`` negative, in between ignored, and each GT
     also takes its best anchor (detectron2's Matcher with low-quality matches). Returns
     ``labels`` (A,) int64: dataset class + 1 for positives, 0 for background, −1 ignored, and
-    ``matched`` (A,) the GT index of each anchor (meaningful where labels > 0)."""
+    ``matched`` (A,) the GT index of each anchor (meaningful where labels > 0).
+
+    With ``class_logits`` (A, K+1), the classification-aware matching of the authors' code
+    (not in the paper): an anchor whose IoU exceeds ``pos_iou`` − 0.1 with two or more GTs
+    gets the score (pos + neg) / 2; anchors above ``pos_iou`` add q = 2p / (1 + p) to their
+    score, p the softmax probability of their GT's class (detached), and both thresholds
+    rise by the mean q; then each GT takes its best-IoU anchor, as without."""
     if len(gt_boxes) == 0:
         zeros = torch.zeros(len(anchors), dtype=torch.int64, device=anchors.device)
         return zeros, zeros.clone()
-    matcher = Matcher([neg_iou, pos_iou], [0, -1, 1], allow_low_quality_matches=True)
-    matched, match_labels = matcher(pairwise_iou(Boxes(gt_boxes), Boxes(anchors)))
-    labels = torch.where(match_labels == 1, gt_classes[matched] + 1, match_labels.clamp(max=0))
-    return labels, matched
+    iou = pairwise_iou(Boxes(gt_boxes), Boxes(anchors))
+    if class_logits is None:
+        matcher = Matcher([neg_iou, pos_iou], [0, -1, 1], allow_low_quality_matches=True)
+        matched, match_labels = matcher(iou)
+        labels = torch.where(match_labels == 1, gt_classes[matched] + 1, match_labels.clamp(max=0))
+        return labels, matched
+    score, matched = iou.max(dim=0)
+    ambiguous = (iou > pos_iou - 0.1).sum(dim=0) > 1
+    score = torch.where(ambiguous, torch.full_like(score, (pos_iou + neg_iou) / 2), score)
+    confident = score > pos_iou
+    if confident.any():
+        ce = F.cross_entropy(
+            class_logits[confident].detach(), gt_classes[matched[confident]] + 1, reduction="none"
+        )
+        quality = 2 / (1 + ce.exp())  # = 2p / (1 + p) in [0, 1]
+        score = score.masked_scatter(confident, score[confident] + quality)
+        pos_iou, neg_iou = pos_iou + quality.mean(), neg_iou + quality.mean()
+    # each GT's best anchors (all tied at its highest IoU) are positive for it
+    highest = iou.max(dim=1, keepdim=True).values
+    forced_gt, forced_anchor = ((iou == highest) & (highest > 0)).nonzero(as_tuple=True)
+    score[forced_anchor] = float("inf")
+    matched[forced_anchor] = forced_gt
+    labels = torch.where(score >= pos_iou, gt_classes[matched] + 1, -1)
+    return labels.masked_fill(score < neg_iou, BACKGROUND), matched
 
 
 def ohem_cross_entropy(

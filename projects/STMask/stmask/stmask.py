@@ -59,7 +59,8 @@ class STMask(VISModel):
     stride 4 from P3. A detection's mask is σ(prototypes · tanh(coefficients)) inside its box,
     assembled on the box window (:func:`vis_d2.modeling.mask_windows.blend` with one cell).
 
-    Training: anchors matched to the GT by IoU; softmax cross-entropy with OHEM, 1 − DIoU,
+    Training: anchors matched to the GT by IoU (or, with ``CLASS_AWARE_MATCHING``, by IoU and
+    class probability as in the authors' code); softmax cross-entropy with OHEM, 1 − DIoU,
     centerness to the DIoU, the mask BCE cropped by the enlarged predicted box, and the track
     loss between the positives of the two frames of each pair, each weighted by
     ``MODEL.STMASK.LOSS_WEIGHTS``.
@@ -95,6 +96,7 @@ class STMask(VISModel):
         pixel_std: tuple[float, ...],
         pos_iou: float = 0.5,
         neg_iou: float = 0.4,
+        class_aware_matching: bool = False,
         ohem_ratio: float = 3.0,
         mask_box_enlarge: float = 1.2,
         loss_weights: dict[str, float] | None = None,
@@ -123,6 +125,7 @@ class STMask(VISModel):
         self._num_classes = num_classes
         self.pos_iou = pos_iou
         self.neg_iou = neg_iou
+        self.class_aware_matching = class_aware_matching
         self.ohem_ratio = ohem_ratio
         self.mask_box_enlarge = mask_box_enlarge
         self.loss_weights = {"cls": 1.0, "box": 1.0, "ctr": 1.0, "mask": 1.0, "track": 1.0}
@@ -176,6 +179,7 @@ class STMask(VISModel):
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "pos_iou": st.POS_IOU,
             "neg_iou": st.NEG_IOU,
+            "class_aware_matching": st.CLASS_AWARE_MATCHING,
             "ohem_ratio": st.OHEM_RATIO,
             "mask_box_enlarge": st.MASK_BOX_ENLARGE,
             "loss_weights": {k.lower(): v for k, v in st.LOSS_WEIGHTS.items()},
@@ -229,7 +233,12 @@ class STMask(VISModel):
         positives = []
         for i, gt in enumerate(gts):
             labels, matched = match_anchors(
-                anchors, gt.gt_boxes.tensor, gt.gt_classes, self.pos_iou, self.neg_iou
+                anchors,
+                gt.gt_boxes.tensor,
+                gt.gt_classes,
+                self.pos_iou,
+                self.neg_iou,
+                rows["cls"][i] if self.class_aware_matching else None,
             )
             totals["cls"] = totals["cls"] + ohem_cross_entropy(
                 rows["cls"][i], labels, self.ohem_ratio
