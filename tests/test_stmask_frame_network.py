@@ -1,6 +1,7 @@
 """STMask's frame network parts: the ResNet-FPN with ReLU outputs and strided P6/P7, and the
 protonet."""
 
+import pytest
 import torch
 from detectron2.layers import ShapeSpec
 from detectron2.modeling import build_backbone
@@ -46,6 +47,37 @@ def test_fpn_without_downsampling():
     cfg.MODEL.STMASK.NUM_DOWNSAMPLE = 0
     backbone = build_backbone(cfg, ShapeSpec(channels=3))
     assert list(backbone.output_shape()) == ["p3", "p4", "p5"]
+
+
+def test_bilinear_top_down_path():
+    """FPN_UPSAMPLE bilinear (the authors' FPN): each level adds its lateral to the coarser
+    level's sum resized bilinearly; with nearest the model is detectron2's FPN, same weights."""
+    cfg = _cfg()
+    cfg.MODEL.STMASK.FPN_UPSAMPLE = "bilinear"
+    torch.manual_seed(0)
+    backbone = build_backbone(cfg)
+    image = torch.randn(1, 3, 256, 384)
+    out = backbone(image)
+    fpn = backbone.fpn
+    c = fpn.bottom_up(image)
+    sum5 = fpn.fpn_lateral5(c["res5"])
+    sum4 = fpn.fpn_lateral4(c["res4"]) + torch.nn.functional.interpolate(
+        sum5, size=(16, 24), mode="bilinear", align_corners=False
+    )
+    sum3 = fpn.fpn_lateral3(c["res3"]) + torch.nn.functional.interpolate(
+        sum4, size=(32, 48), mode="bilinear", align_corners=False
+    )
+    for level, total in (("p5", sum5), ("p4", sum4), ("p3", sum3)):
+        expected = torch.relu(getattr(fpn, f"fpn_output{level[1]}")(total))
+        assert torch.allclose(out[level], expected, atol=1e-5), level
+    assert torch.allclose(out["p6"], backbone.downsample[0](out["p5"]))
+    backbone.upsample = "nearest"
+    nearest = backbone(image)
+    assert torch.allclose(nearest["p5"], out["p5"]) and not torch.allclose(nearest["p3"], out["p3"])
+    assert torch.allclose(nearest["p3"], torch.relu(fpn(image)["p3"]))
+    cfg.MODEL.STMASK.FPN_UPSAMPLE = "bicubic"
+    with pytest.raises(ValueError, match="FPN_UPSAMPLE must be nearest or bilinear"):
+        build_backbone(cfg)
 
 
 def test_protonet_stride_4_and_non_negative():

@@ -15,6 +15,9 @@ def add_stmask_config(cfg: CN) -> CN:
     _C.NUM_CLASSES = 40  # foreground classes; the softmax adds background
     # backbone: FPN levels P3-P5 with ReLU outputs, then NUM_DOWNSAMPLE strided convs (P6, P7)
     _C.NUM_DOWNSAMPLE = 2
+    # the FPN's top-down upsampling: "nearest" x2 (detectron2's) or "bilinear" to the lateral's
+    # size (the authors' code; their converted weights run with it)
+    _C.FPN_UPSAMPLE = "nearest"
     # protonet on P3: PROTO_CONVS x (3x3 conv PROTO_DIM, ReLU), x2, 3x3 conv, 1x1 -> NUM_PROTOS
     _C.PROTO_CONVS = 3
     _C.PROTO_DIM = 256

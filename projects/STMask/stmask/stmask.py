@@ -73,10 +73,11 @@ class STMask(VISModel):
         ("head", "prediction head + protonet (dense)"),
         ("postprocess", "decoding, scores, Fast NMS"),
         ("mask", "mask assembly, paste, resize"),
+        ("temporal", "temporal fusion of the memory (TemporalNet, masks)"),
         ("tracker", "tracker"),
         ("other", "other (preprocessing, glue)"),
     ]
-    benchmark_head_groups = ("mask", "tracker")
+    benchmark_head_groups = ("mask", "temporal", "tracker")
     benchmark_postprocess_part = "postprocess"
 
     @configurable
@@ -522,11 +523,13 @@ class STMask(VISModel):
     def benchmark_probes(self) -> list[Probe]:
         """Parts of :meth:`inference_frame`: ``backbone``, ``head`` (prediction head and
         protonet), ``postprocess`` (decoding, scores, Fast NMS), ``mask`` (assembly on the box
-        windows, resizing, thresholding), ``tracker`` and ``other``."""
+        windows, resizing, thresholding), ``temporal`` (every memory entry carried to the frame
+        by temporal fusion), ``tracker`` and ``other``."""
         return [
             Probe(self.backbone, "backbone", "other"),
             Probe(self.head, "head", "other"),
             Probe(self.protonet, "head", "other"),
             Probe(self, "postprocess", "mask", "detect"),
+            Probe(self, "temporal", "mask", "_propagate"),
             Probe(self.tracker, "tracker", "other", "update"),
         ]
