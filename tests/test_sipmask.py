@@ -217,6 +217,10 @@ def test_video_inference_tracks_and_export_parity(synthetic, tmp_path):
     agreement = compare_frames(frames, ExportedModel(folder).inference_video(video)["frames"])
     assert agreement["same_counts"] and agreement["same_track_ids"], agreement
     assert agreement["max_box_diff"] < 1e-3 and agreement["min_mask_iou"] > 0.99, agreement
+    onnx = export_model(model, cfg, images, tmp_path / "onnx", fmt="onnx")
+    agreement = compare_frames(frames, ExportedModel(onnx).inference_video(video)["frames"])
+    assert agreement["same_counts"] and agreement["same_track_ids"], agreement
+    assert agreement["max_box_diff"] < 1e-3 and agreement["min_mask_iou"] > 0.99, agreement
 
 
 def test_detection_coefficients_are_the_maps_at_the_detection_cells():

@@ -153,10 +153,13 @@ def test_video_inference_and_export_parity(synthetic, tmp_path):
     for frame in frames[1:]:
         assert len(set(frame.track_ids.tolist())) == len(frame)
     images = [video["frames"][i]["image"] for i in range(2)]
-    folder = export_model(model, cfg, images, tmp_path / "e")
-    agreement = compare_frames(frames, ExportedModel(folder).inference_video(video)["frames"])
-    assert agreement["same_counts"] and agreement["same_track_ids"], agreement
-    assert agreement["max_box_diff"] < 1e-3 and agreement["min_mask_iou"] > 0.99, agreement
+    for fmt in ("torchscript", "onnx"):
+        folder = export_model(model, cfg, images, tmp_path / fmt, fmt=fmt)
+        exported = ExportedModel(folder).inference_video(video)["frames"]
+        agreement = compare_frames(frames, exported)
+        assert agreement["same_counts"] and agreement["same_track_ids"], (fmt, agreement)
+        assert agreement["max_box_diff"] < 1e-3, (fmt, agreement)
+        assert agreement["min_mask_iou"] > 0.99, (fmt, agreement)
 
 
 def test_train_net_eval_demo_export_and_benchmark(synthetic, tmp_path):

@@ -66,19 +66,20 @@ def _save_graph(
                 torch.jit.trace(graph, inputs, check_trace=False).save(str(path))
         else:
             output_names = graph.output_names()
-            torch.onnx.export(
-                graph,
-                inputs,
-                str(path),
-                dynamo=False,
-                opset_version=ONNX_OPSET,
-                input_names=input_names,
-                output_names=output_names,
-                dynamic_axes={
-                    **_dynamic_axes(input_names, list(inputs)),
-                    **_dynamic_axes(output_names, list(outputs)),
-                },
-            )
+            with _quiet_tracing():
+                torch.onnx.export(
+                    graph,
+                    inputs,
+                    str(path),
+                    dynamo=False,
+                    opset_version=ONNX_OPSET,
+                    input_names=input_names,
+                    output_names=output_names,
+                    dynamic_axes={
+                        **_dynamic_axes(input_names, list(inputs)),
+                        **_dynamic_axes(output_names, list(outputs)),
+                    },
+                )
     logger.info(f"exported {type(graph).__name__} to {path}")
 
 
