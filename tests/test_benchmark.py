@@ -44,6 +44,7 @@ def test_sgnet_against_mask_rcnn_end_to_end(tmp_path):
     out = tmp_path / "bench"
     args = ["--device", "cpu", "--threads", "1", "--size", "128x96", "--frames", "2"]
     args += ["--warmup", "1", "--detections", "5", "1", "--output", str(out), "--profile"]
+    args += ["--goals"]
     proc = run_python(TOOL, *args, *TINY_SGNET, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "Warning" not in proc.stdout + proc.stderr, proc.stderr[-3000:]
@@ -108,8 +109,13 @@ def test_fewer_detections_than_forced_are_reported(tmp_path):
     assert proc.returncode == 1, proc.stderr[-3000:]
     assert "fewer detections than forced: SG-Net at N=600: 504" in proc.stderr
     assert "504 (SHORT)" in proc.stdout
+    # without --goals the ratios come without the project's goals and verdicts
+    assert "Ratios within this run\n" in proc.stdout
+    assert not any(word in proc.stdout for word in ("goal", "PASS", "MISS"))
     (setting,) = json.loads((tmp_path / "benchmark.json").read_text())["sgnet"]["settings"]
     assert setting["counts"] == [504] and setting["count_ok"] is False
+    ratios = json.loads((tmp_path / "benchmark.json").read_text())["ratios"]
+    assert ratios and all("goal" not in r and "pass" not in r for r in ratios)
 
 
 class _Toy(nn.Module):
