@@ -36,12 +36,16 @@ def _dynamic_axes(names: list[str], tensors: list[torch.Tensor]) -> dict[str, di
 @contextlib.contextmanager
 def _quiet_tracing() -> Iterator[None]:
     """Tracing without the notices that do not concern an export: torch's deprecation of
-    ``torch.jit.trace``, and the TracerWarnings of detectron2's, torch's and torchvision's
-    own shape checks
-    (the input sizes they read are traced as dynamic shapes; the export is checked against the
-    eager model on other frames). TracerWarnings raised in vis_d2's code stay visible."""
+    ``torch.jit.trace`` and of the TorchScript-based ONNX exporter (chosen here, as it shares
+    the TorchScript export's tracing; the torch.export-based one needs ``onnxscript``), and the
+    TracerWarnings of detectron2's, torch's and torchvision's own shape checks (the input sizes
+    they read are traced as dynamic shapes; the export is checked against the eager model on
+    other frames). TracerWarnings raised in vis_d2's code stay visible."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", r"`torch\.jit\.trace", FutureWarning)
+        legacy_onnx = r"You are using the legacy TorchScript-based ONNX"
+        warnings.filterwarnings("ignore", legacy_onnx, DeprecationWarning)
+        warnings.filterwarnings("ignore", r"The feature will be removed", DeprecationWarning)
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"detectron2\.")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.")
         warnings.filterwarnings(
