@@ -40,3 +40,27 @@ def test_cropsplit_partition_by_pixel_centres():
     assert torch.allclose(full[3:6, 1], torch.full((3,), 0.3))
     assert torch.allclose(full[5, 7], torch.tensor(0.4))
     assert (full[0] == 0).all() and (full[6:] == 0).all() and (full[:, 8:] == 0).all()
+
+
+def test_blend_equals_a_per_pixel_reference():
+    """Every pixel inside a box: σ(<its sub-region's coefficients, its basis vector>), with the
+    sub-region by the pixel centre's position in an r2 × r1 grid over the box (0 outside)."""
+    torch.manual_seed(0)
+    bases = torch.randn(2, 5, 9, 11)
+    boxes = torch.tensor([[0.5, 1.0, 9.0, 8.2], [3.0, 0.0, 11.0, 9.0], [2.2, 2.7, 4.9, 6.1]])
+    im_inds, r1, r2 = torch.tensor([0, 1, 1]), torch.tensor([3, 2, 1]), torch.tensor([2, 3, 2])
+    coef = torch.randn(3, 6, 5)
+    expected = torch.zeros(3, 9, 11)
+    for n, (x1, y1, x2, y2) in enumerate(boxes.tolist()):
+        for v in range(9):
+            for u in range(11):
+                cu, cv = u + 0.5, v + 0.5
+                if not (x1 <= cu < x2 and y1 <= cv < y2):
+                    continue
+                col = min(int((cu - x1) * r1[n] / (x2 - x1)), int(r1[n]) - 1)
+                row = min(int((cv - y1) * r2[n] / (y2 - y1)), int(r2[n]) - 1)
+                logit = coef[n, row * int(r1[n]) + col] @ bases[im_inds[n], :, v, u]
+                expected[n, v, u] = torch.sigmoid(logit)
+    windows = blend(bases, im_inds, boxes, coef, r1, r2)
+    assert torch.allclose(paste_windows(windows, 9, 11), expected, atol=1e-6)
+    assert torch.allclose(blend_full(bases, im_inds, boxes, coef, r1, r2), expected, atol=1e-6)

@@ -88,11 +88,12 @@ def _cell_logits(
 ) -> torch.Tensor:
     """Per-pixel features (n, P, K), coefficients (n, R, K), cell index (n, P) (-1 outside the
     box) and r2·r1 (n,) → (n, P) logits of the chosen blender."""
-    if mode == "subregion":
-        # each pixel's own cell vector, then one dot product: n·P·K work instead of n·P·R·K
-        index = cells.clamp(min=0)[:, :, None].expand(-1, -1, coef.shape[2])
-        return (feats * coef.gather(1, index)).sum(dim=2)
     scores = torch.bmm(feats, coef.transpose(1, 2))  # (n, P, R)
+    if mode == "subregion":
+        # every cell's logit by one batched product, then each pixel's own: n·P·R·K MACs, but
+        # 6x faster on the CPU than gathering each pixel's cell vector (n·P·K copies, a
+        # product and a sum) for (64, 2500, 36) pixels and 36 cells
+        return scores.gather(2, cells.clamp(min=0)[:, :, None]).squeeze(2)
     in_grid = torch.arange(scores.shape[2], device=scores.device) < num_cells[:, None, None]
     prob = torch.where(in_grid, scores.sigmoid(), 0.0).sum(dim=2).clamp(0, 1)
     return torch.logit(prob, eps=_LOGIT_EPS)
