@@ -44,6 +44,19 @@ def training_batch(cfg, videos: list[dict], seed: int = 0) -> list[dict]:
     return [mapper(copy.deepcopy(v)) for v in videos[:2]]
 
 
+def frame_outputs(model, image, extra: tuple[str, ...] = ()) -> dict:
+    """The first-frame outputs of ``model.inference_frame`` on ``image`` shown at 72 × 90:
+    boxes, scores, classes, masks and the ``extra`` fields."""
+    out = model.inference_frame({"image": image, "height": 72, "width": 90, "is_first": True})
+    result = {
+        "boxes": out.pred_boxes.tensor,
+        "scores": out.scores,
+        "classes": out.pred_classes,
+        "masks": out.pred_masks,
+    }
+    return result | {f: out.get(f) for f in extra}
+
+
 def datasets_env(root: Path, tmp_path: Path) -> dict:
     """An environment whose $DETECTRON2_DATASETS holds the synthetic set at ``root``."""
     import os

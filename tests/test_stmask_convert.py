@@ -13,7 +13,7 @@ mask layouts)."""
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, frame_outputs, run_python
 from detectron2.modeling import build_backbone, build_model
 from stmask.convert import CONCATENATED_CENTERNESS, FOLDED_DCN_BIAS, deformable_interval
 from torch.nn import functional as F
@@ -406,16 +406,6 @@ def test_protonet_and_temporal_net_compute_the_authors_layers(converted):
             r, source[f"TemporalNet.{name}.weight"], source[f"TemporalNet.{name}.bias"]
         )
         assert torch.allclose(ours, linear, atol=1e-5)
-
-
-def frame_outputs(model, image):
-    out = model.inference_frame({"image": image, "height": 72, "width": 90, "is_first": True})
-    return {
-        "boxes": out.pred_boxes.tensor,
-        "scores": out.scores,
-        "classes": out.pred_classes,
-        "masks": out.pred_masks,
-    }
 
 
 def test_tool_writes_weights_that_load_strictly_and_match(converted, tmp_path):
