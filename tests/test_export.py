@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, datasets_env, run_python
 from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 
 from vis_d2.data.synthetic import generate
@@ -156,3 +156,45 @@ def test_export_tool_errors(setup, tmp_path, capsys, monkeypatch):
     assert tool.main(["--output", str(out), "--format", "onnx", *args]) == 1
     assert "pip install onnx" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_train_net_evaluates_an_export_like_the_weights(setup, exported, tmp_path):
+    env = datasets_env(setup["root"] / "data", tmp_path)
+    common = [str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, "--eval-only"]
+    results = {}
+    for name, extra in [
+        ("weights", []),
+        ("torchscript", ["--exported", str(exported("torchscript"))]),
+        ("onnx", ["--exported", str(exported("onnx"))]),
+    ]:
+        out = tmp_path / name
+        proc = run_python(*common, *extra, *setup["opts"], "OUTPUT_DIR", str(out), env=env,
+                          timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        if extra:
+            assert f"evaluating the {name} export in" in proc.stdout + proc.stderr
+        path = out / "inference" / "synthetic_vis_val" / "results.json"
+        results[name] = json.loads(path.read_text())
+    assert len(results["weights"]) > 0
+    for name in ("torchscript", "onnx"):
+        assert len(results[name]) == len(results["weights"])
+        for a, b in zip(results["weights"], results[name], strict=True):
+            assert a["segmentations"] == b["segmentations"] and a["category_id"] == b["category_id"]
+            assert abs(a["score"] - b["score"]) <= 1e-4
+
+
+def test_train_net_refuses_an_export_without_eval_only_or_of_another_method(setup, exported,
+                                                                            tmp_path):
+    env = datasets_env(setup["root"] / "data", tmp_path)
+    tool = str(REPO / "tools" / "train_net.py")
+    folder = str(exported("torchscript"))
+    proc = run_python(tool, "--config-file", CONFIG, "--exported", folder, *setup["opts"],
+                      "OUTPUT_DIR", str(tmp_path / "a"), env=env, timeout=300)  # fmt: skip
+    assert proc.returncode != 0 and "it needs --eval-only" in proc.stderr
+    sipmask = str(REPO / "projects" / "SipMaskVIS" / "configs" / "synthetic"
+                  / "SipMaskVIS_R18_synthetic.yaml")  # fmt: skip
+    proc = run_python(tool, "--config-file", sipmask, "--eval-only", "--exported", folder,
+                      "MODEL.DEVICE", "cpu", "OUTPUT_DIR", str(tmp_path / "b"), env=env,
+                      timeout=300)  # fmt: skip
+    assert proc.returncode != 0
+    assert "holds a SGNet model, --config-file a SipMaskVIS one" in proc.stderr

@@ -3,6 +3,7 @@
 
     python tools/train_net.py --config-file configs/SGNet_R101.yaml --num-gpus 8
     python tools/train_net.py --config-file configs/SGNet_R101.yaml --eval-only MODEL.WEIGHTS m.pth
+    python tools/train_net.py --config-file configs/SGNet_R101.yaml --eval-only --exported exp/
     python tools/train_net.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml
 
 Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU processes (gloo),
@@ -13,6 +14,9 @@ A training holds its OUTPUT_DIR (``training.lock``): a second one into it is ref
 first runs. The workers of ``--num-gpus N`` end with the launcher, even one killed by SIGKILL.
 Splits of one's own in YouTube-VIS format are registered from the command line with
 ``DATASETS.REGISTER "(('name', 'train.json', 'JPEGImages'),)" DATASETS.TRAIN "('name',)"``.
+``--eval-only --exported DIR`` evaluates a model exported by tools/export_model.py (TorchScript,
+or ONNX run by ONNX Runtime) instead of MODEL.WEIGHTS: the model and its post-processing come
+from the export's config, the data sets and evaluation from ``--config-file`` and the options.
 """
 
 from __future__ import annotations
@@ -42,6 +46,7 @@ from vis_d2.engine import (
     exit_with_parent,
     hold_output_dir,
 )
+from vis_d2.export import ExportedModel
 from vis_d2.utils.predictor import setup_cfg
 
 logger = logging.getLogger("vis_d2")
@@ -55,7 +60,12 @@ def setup(cfg, args):
     setup_logger(cfg.OUTPUT_DIR, distributed_rank=comm.get_rank(), name="vis_d2")
     register_config_splits(cfg)
     weights = cfg.MODEL.WEIGHTS
-    if not weights:
+    if args.exported:
+        if not args.eval_only:
+            raise ValueError("--exported evaluates an export: it needs --eval-only")
+        if not os.path.isdir(args.exported):
+            raise FileNotFoundError(f"--exported {args.exported} is not a folder")
+    elif not weights:
         if args.eval_only:
             raise ValueError("--eval-only needs MODEL.WEIGHTS, the checkpoint to evaluate")
         logger.info("MODEL.WEIGHTS is empty: training starts from random initialisation")
@@ -82,6 +92,17 @@ def explain_download_errors(weights: str):
 def main(args):
     exit_with_parent()  # a worker of --num-gpus N ends with its launcher
     cfg = setup_cfg(args.config_file, args.opts)
+    if args.eval_only and args.exported:
+        setup(cfg, args)
+        exported = ExportedModel(args.exported, opts=args.opts, device=cfg.MODEL.DEVICE)
+        arch = exported.cfg.MODEL.META_ARCHITECTURE
+        if arch != cfg.MODEL.META_ARCHITECTURE:
+            raise ValueError(
+                f"--exported {args.exported} holds a {arch} model, --config-file a "
+                f"{cfg.MODEL.META_ARCHITECTURE} one"
+            )
+        logger.info(f"evaluating the {exported.format} export in {args.exported}")
+        return VISTrainer.test(cfg, exported.model)
     if args.eval_only:
         setup(cfg, args)
         model = VISTrainer.build_model(cfg)
@@ -100,8 +121,20 @@ def main(args):
         return trainer.train()
 
 
+def argument_parser():
+    """detectron2's command line, plus ``--exported``."""
+    parser = default_argument_parser()
+    parser.add_argument(
+        "--exported",
+        metavar="DIR",
+        help="with --eval-only: evaluate this export of tools/export_model.py instead of "
+        "MODEL.WEIGHTS",
+    )
+    return parser
+
+
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = argument_parser().parse_args()
     print("Command Line Args:", args)
     try:
         launch(
