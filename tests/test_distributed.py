@@ -30,7 +30,7 @@ sys.path.insert(0, {tools!r})
 
 import torch
 import train_net
-from detectron2.engine import default_argument_parser, launch
+from detectron2.engine import launch
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
@@ -49,7 +49,7 @@ class Trainer(train_net.VISTrainer):
 train_net.VISTrainer = Trainer  # module level: the spawned processes run it too
 
 if __name__ == "__main__":
-    args = default_argument_parser().parse_args()
+    args = train_net.argument_parser().parse_args()
     launch(train_net.main, args.num_gpus, dist_url=args.dist_url, args=(args,))
 """
 
