@@ -8,6 +8,7 @@ import json
 import logging
 import math
 import os
+import time
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
@@ -68,6 +69,26 @@ class _SimpleTrainer(_StepMixin, SimpleTrainer):
 
 class _AMPTrainer(_StepMixin, AMPTrainer):
     pass
+
+
+class _CPUBFloat16Trainer(_StepMixin, SimpleTrainer):
+    """``SOLVER.AMP.ENABLED`` on the CPU: detectron2's step with the forward pass (losses
+    included) under bf16 autocast, which oneDNN runs on AMX / AVX-512 BF16 where the CPU has
+    them. bf16 keeps fp32's exponent range, so no gradient scaler is needed (detectron2's
+    ``AMPTrainer`` is fp16 on CUDA only)."""
+
+    def run_step(self) -> None:
+        assert self.model.training, "[_CPUBFloat16Trainer] model was changed to eval mode!"
+        start = time.perf_counter()
+        data = next(self._data_loader_iter)
+        data_time = time.perf_counter() - start
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss_dict = self.model(data)
+        losses = sum(loss_dict.values())
+        self.optimizer.zero_grad()
+        losses.backward()
+        self._write_metrics(loss_dict, data_time)
+        self.optimizer.step()
 
 
 def _truncate_metrics(path: str, start_iter: int) -> None:
@@ -139,7 +160,12 @@ class VISTrainer(DefaultTrainer):
         data_loader = self.build_train_loader(cfg)
         _check_num_classes(cfg, model)
         model = create_ddp_model(model, **_NO_BUFFER_SYNC)
-        step_trainer = _AMPTrainer if cfg.SOLVER.AMP.ENABLED else _SimpleTrainer
+        step_trainer = _SimpleTrainer
+        if cfg.SOLVER.AMP.ENABLED:
+            on_cpu = cfg.MODEL.DEVICE == "cpu"
+            step_trainer = _CPUBFloat16Trainer if on_cpu else _AMPTrainer
+            kind = "bf16 autocast on the CPU" if on_cpu else "fp16 autocast on CUDA"
+            logger.info(f"SOLVER.AMP.ENABLED: training forward passes run with {kind}")
         self._trainer = step_trainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = VISCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))

@@ -131,6 +131,11 @@ def blend(
     every small one pay for their window.
     """
     _check_mode(mode)
+    if torch.is_autocast_enabled(bases.device.type):
+        # under bf16 autocast the logits would be bf16 products: assemble masks in fp32
+        with torch.autocast(bases.device.type, enabled=False):
+            return blend(bases.float(), im_inds, boxes.float(), coef.float(), r1, r2, mode,
+                         max_elements, chunk_size)  # fmt: skip
     num_images, channels, height, width = bases.shape
     device = bases.device
     x0 = boxes[:, 0].floor().clamp(0, width).long()

@@ -1,0 +1,51 @@
+"""SOLVER.AMP.ENABLED on the CPU: training steps under bf16 autocast, masks assembled in fp32."""
+
+import json
+
+import torch
+from conftest import REPO, datasets_env, run_python
+from test_sgnet import TINY
+
+from vis_d2.modeling.mask_windows import blend
+
+CONFIG = str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml")
+
+
+def test_masks_are_assembled_in_fp32_under_bf16_autocast():
+    torch.manual_seed(0)
+    bases, coef = torch.randn(1, 8, 20, 24), torch.randn(2, 4, 8)
+    boxes = torch.tensor([[1.0, 2.0, 15.5, 18.0], [4.0, 0.0, 24.0, 9.0]])
+    args = (torch.zeros(2, dtype=torch.int64), boxes)
+    grid = (torch.tensor([2, 2]), torch.tensor([2, 2]))
+    expected = blend(bases, *args, coef, *grid).logits
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = blend(bases.bfloat16(), *args, coef.bfloat16(), *grid).logits
+    assert out.dtype == torch.float32
+    # the inputs' bf16 rounding remains (8 bits of mantissa), the products do not add to it
+    assert torch.allclose(out, expected, atol=0.1)
+    bf16_products = torch.bmm(bases.bfloat16().flatten(2).transpose(1, 2), coef[:1].bfloat16().mT)
+    assert bf16_products.dtype == torch.bfloat16  # what the assembly avoids
+
+
+def test_train_net_trains_under_bf16_autocast(synthetic, tmp_path):
+    env = datasets_env(synthetic[0], tmp_path)
+    losses = {}
+    for amp in ("False", "True"):
+        out = tmp_path / amp
+        proc = run_python(
+            str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, *TINY,
+            "SOLVER.AMP.ENABLED", amp, "SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "2",
+            "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
+            "SEED", "0", "OUTPUT_DIR", str(out), env=env, timeout=300,
+        )  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        log = proc.stdout + proc.stderr
+        bf16 = "training forward passes run with bf16 autocast on the CPU" in log
+        assert bf16 == (amp == "True")
+        (record,) = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
+        losses[amp] = {k: v for k, v in record.items() if k.startswith("loss_")}
+    assert losses["True"].keys() == losses["False"].keys() and losses["True"]
+    for key, fp32 in losses["False"].items():
+        # the same batch and initialisation: bf16 rounding only
+        assert abs(losses["True"][key] - fp32) <= 0.05 * abs(fp32) + 1e-3, (key, losses)
+    assert losses["True"] != losses["False"]
