@@ -8,6 +8,7 @@ from detectron2.modeling.backbone import resnet as d2_resnet
 
 from vis_d2.config import get_cfg
 from vis_d2.modeling.backbone import DeformBottleneckBlock, build_resnet
+from vis_d2.modeling.backbone.resnet import BasicStem
 
 
 def _cfg(depth=50, interval=1, modulated=True, stages=(False, True, True, True)):
@@ -112,3 +113,41 @@ def test_bad_deformable_settings_are_refused(change, message):
         setattr(cfg.MODEL.RESNETS, key, value)
     with pytest.raises(ValueError, match=message):
         build_resnet(cfg, ShapeSpec(channels=3))
+
+
+@pytest.mark.parametrize(
+    ("depth", "res2", "stages"),
+    [(50, 16, (False,) * 4), (18, 8, (False,) * 4), (50, 16, (False, True, True, True))],
+    ids=["d2-builder", "narrow-r18", "deformable"],
+)
+@pytest.mark.parametrize("freeze_at", [0, 2])
+def test_stem_equals_detectron2s_in_values_gradients_and_freezing(depth, res2, stages, freeze_at):
+    cfg = _cfg(depth, stages=stages)
+    cfg.MODEL.RESNETS.RES2_OUT_CHANNELS = res2
+    cfg.MODEL.RESNETS.NORM = "FrozenBN"
+    cfg.MODEL.BACKBONE.FREEZE_AT = freeze_at
+    torch.manual_seed(0)
+    resnet = build_resnet(cfg, ShapeSpec(channels=3))
+    stem = resnet.stem
+    assert isinstance(stem, BasicStem) and stem.stride == 4
+    reference = d2_resnet.BasicStem(3, 8, norm=cfg.MODEL.RESNETS.NORM)
+    reference.load_state_dict(stem.state_dict())
+    frozen = freeze_at >= 1
+    assert all(p.requires_grad != frozen for p in stem.parameters())
+    # odd sizes: the pooling's padding and its last, partial window
+    x = torch.randn(2, 3, 37, 53, requires_grad=True)
+    out = stem(x)
+    expected = reference(x)
+    assert out.shape == expected.shape == (2, 8, 10, 14)
+    assert out.is_contiguous()
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    if not frozen:
+        weights = torch.randn_like(out)
+        grad = torch.autograd.grad((out * weights).sum(), [stem.conv1.weight, x])
+        ref_grad = torch.autograd.grad((expected * weights).sum(), [reference.conv1.weight, x])
+        for g, r in zip(grad, ref_grad, strict=True):
+            torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-5)
+    # a channels-last input stays channels-last (the autocast inference path)
+    cl = stem(x.detach().contiguous(memory_format=torch.channels_last))
+    assert cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(cl, expected.detach(), rtol=1e-5, atol=1e-5)
