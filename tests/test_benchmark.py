@@ -2,13 +2,20 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from conftest import REPO, run_python
 from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
 
-from vis_d2.utils.benchmark import PartTimer, Probe, estimate_norm_statistics, latency_stats
+from vis_d2.utils.benchmark import (
+    BoxSizes,
+    PartTimer,
+    Probe,
+    estimate_norm_statistics,
+    latency_stats,
+)
 
 TOOL = str(REPO / "tools" / "benchmark.py")
 TINY_SGNET = [
@@ -158,3 +165,79 @@ def test_norm_statistics_are_estimated_from_the_input():
     assert normalised.mean(dim=(0, 2, 3)).abs().max() < 1e-3
     assert (normalised.var(dim=(0, 2, 3)) - 1).abs().max() < 1e-2
     assert not model[1]._forward_pre_hooks
+
+
+def test_backends_side_by_side_with_forced_box_sizes(tmp_path):
+    args = ["--device", "cpu", "--threads", "1", "--size", "128x96", "--frames", "2"]
+    args += ["--warmup", "1", "--detections", "4", "--skip-baseline", "--output", str(tmp_path)]
+    args += ["--backends", "eager", "amp", "torchscript", "onnx", "--box-sides", "16", "48"]
+    proc = run_python(TOOL, *args, *TINY_SGNET, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = json.loads((tmp_path / "benchmark.json").read_text())
+    keys = ["sgnet", "sgnet@amp", "sgnet@torchscript", "sgnet@onnx"]
+    assert [c["model"] for c in results["configs"]] == keys
+    assert [c["backend"] for c in results["configs"]] == ["eager", "amp", "torchscript", "onnx"]
+    for key in keys:
+        (setting,) = results[key]["settings"]
+        assert setting["counts"] == [4, 4], (key, setting["counts"])
+        # the frames are the network input: sides of 16-48 px (fewer where clipped)
+        assert 12**2 <= setting["box_area_px"]["mean"] <= 48**2, setting["box_area_px"]
+        assert "forced boxes of sides 16-48 px" in results[key]["init"]
+    assert results["sgnet@torchscript"]["label"] == "SG-Net [TorchScript]"
+    ratios = {r["name"]: r for r in results["ratios"]}
+    for key in keys[1:]:
+        expected = (
+            results[key]["settings"][0]["latency_ms"]["median"]
+            / results["sgnet"]["settings"][0]["latency_ms"]["median"]
+        )
+        assert ratios[f"{key}_vs_eager_4"]["value"] == pytest.approx(expected)
+    assert "SG-Net [ONNX Runtime] / eager latency at 4 detections" in proc.stdout
+
+
+def test_box_sizes_follow_the_stated_distribution():
+    sizes = BoxSizes()
+    wh = sizes.sample(30000, key=3)
+    assert torch.equal(wh, sizes.sample(30000, key=3))
+    assert not torch.equal(wh, sizes.sample(30000, key=4))
+    side, aspect = (wh[:, 0] * wh[:, 1]).sqrt(), wh[:, 0] / wh[:, 1]
+    assert side.min() >= 32 - 1e-3 and side.max() <= 256 + 1e-3
+    assert aspect.min() >= 0.5 - 1e-4 and aspect.max() <= 2 + 1e-4
+    # a third in each of YouTube-VIS's size ranges at 640x360 (64 and 128 px sides)
+    for low, high in ((32, 64), (64, 128), (128, 257)):
+        share = float(((side >= low) & (side < high)).float().mean())
+        assert abs(share - 1 / 3) < 0.02, (low, high, share)
+    assert abs(float((side**2).mean()) - (256**2 - 32**2) / (2 * np.log(8))) < 300
+    with pytest.raises(ValueError, match="min_side <= max_side"):
+        BoxSizes(64, 32)
+
+
+def test_forced_box_sizes_reach_the_detections():
+    from detectron2.modeling import build_model
+    from test_sgnet import tiny_cfg
+
+    from vis_d2.modeling.sgnet import SGNet
+
+    cfg = SGNet.force_detections(tiny_cfg(), 20)
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    sizes = BoxSizes(8, 24, seed=1)
+    assert "sides 8-24 px" in model.init_for_benchmark(sizes)
+    image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)
+    with torch.no_grad():
+        out = model.inference_frame({"image": image, "height": 64, "width": 96, "is_first": True})
+    assert len(out) == 20
+    boxes = out.pred_boxes.tensor
+    inside = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < 96) & (boxes[:, 3] < 64)
+    assert inside.sum() >= 5
+    w, h = (boxes[:, 2] - boxes[:, 0])[inside], (boxes[:, 3] - boxes[:, 1])[inside]
+    side, aspect = (w * h).sqrt(), w / h
+    assert side.min() >= 8 - 1e-3 and side.max() <= 24 + 1e-3
+    assert aspect.min() >= 0.5 - 1e-3 and aspect.max() <= 2 + 1e-3
+    # centred on an FCOS location of its level (x = stride * (i + 0.5))
+    centres = (boxes[inside, :2] + boxes[inside, 2:]) / 2
+    strides = torch.tensor(cfg.MODEL.FCOS.FPN_STRIDES, dtype=torch.float32)
+    on_grid = [
+        bool(((c / strides[:, None] - 0.5).round() == c / strides[:, None] - 0.5).all(1).any())
+        for c in centres
+    ]
+    assert all(on_grid), centres

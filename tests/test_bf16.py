@@ -49,3 +49,43 @@ def test_train_net_trains_under_bf16_autocast(synthetic, tmp_path):
         # the same batch and initialisation: bf16 rounding only
         assert abs(losses["True"][key] - fp32) <= 0.05 * abs(fp32) + 1e-3, (key, losses)
     assert losses["True"] != losses["False"]
+
+
+def test_amp_inference_runs_the_dense_graphs_in_bf16_channels_last():
+    from detectron2.modeling import build_model
+    from test_sgnet import tiny_cfg
+
+    from vis_d2.modeling.meta_arch import AutocastGraph
+
+    cfg = tiny_cfg()
+    torch.manual_seed(0)
+    fp32 = build_model(cfg).eval()
+    cfg.TEST.AMP.ENABLED = True
+    amp = build_model(cfg).eval()
+    amp.load_state_dict(fp32.state_dict())
+    graphs = amp.graphs()
+    assert set(graphs) == set(fp32.graphs()) and len(graphs) == 3
+    assert all(isinstance(g, AutocastGraph) for g in graphs.values())
+    assert not any(isinstance(g, AutocastGraph) for g in fp32.graphs().values())
+
+    seen = []
+    stem = amp.backbone.bottom_up.stem.conv1
+    handle = stem.register_forward_hook(lambda m, i, o: seen.append(o))
+    image = torch.randint(0, 256, (3, 64, 96), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = fp32.graphs()["frame"](image.float())
+        outputs = graphs["frame"](image.float())
+    handle.remove()
+    (conv,) = seen
+    assert conv.dtype == torch.bfloat16 and conv.is_contiguous(memory_format=torch.channels_last)
+    assert len(outputs) == len(expected)
+    for out, ref in zip(outputs, expected, strict=True):
+        assert out.dtype == torch.float32 and out.is_contiguous() and out.shape == ref.shape
+        # bf16 keeps 8 bits of mantissa: a few per cent through the ~20 layers of the graph
+        assert float((out - ref).norm() / ref.norm().clamp(min=1e-6)) < 0.1
+
+    frame = {"image": image.byte(), "height": 64, "width": 96, "is_first": True}
+    with torch.no_grad():
+        inst = amp.inference_frame(frame)
+    assert inst.pred_boxes.tensor.dtype == torch.float32 and inst.scores.dtype == torch.float32
+    assert inst.pred_masks.dtype == torch.bool and inst.pred_masks.shape[1:] == (64, 96)

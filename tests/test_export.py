@@ -198,3 +198,25 @@ def test_train_net_refuses_an_export_without_eval_only_or_of_another_method(setu
                       timeout=300)  # fmt: skip
     assert proc.returncode != 0
     assert "holds a SGNet model, --config-file a SipMaskVIS one" in proc.stderr
+
+
+def test_train_net_evaluates_under_amp(setup, tmp_path):
+    env = datasets_env(setup["root"] / "data", tmp_path)
+    common = [str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, "--eval-only"]
+    results = {}
+    for amp in ("False", "True"):
+        out = tmp_path / amp
+        proc = run_python(*common, *setup["opts"], "TEST.AMP.ENABLED", amp, "OUTPUT_DIR",
+                          str(out), env=env, timeout=300)  # fmt: skip
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        logged = "TEST.AMP.ENABLED: the dense graphs run under autocast (bf16 on the CPU)"
+        assert (logged in proc.stdout + proc.stderr) == (amp == "True")
+        path = out / "inference" / "synthetic_vis_val" / "results.json"
+        results[amp] = json.loads(path.read_text())
+    assert len(results["False"]) > 0
+    # bf16 moves scores by about 1%: the same tracks with nearly the same scores (the classes
+    # of these random weights are near ties, which bf16 may reorder)
+    assert len(results["True"]) == len(results["False"])
+    for a, b in zip(results["False"], results["True"], strict=True):
+        assert a["video_id"] == b["video_id"]
+        assert abs(a["score"] - b["score"]) <= 0.05

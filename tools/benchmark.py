@@ -25,8 +25,11 @@ Without MODEL.WEIGHTS among the trailing options the models are randomly initial
 config's ImageNet backbone is not loaded). Values then change, not the work done, except where
 the work depends on them, so two things are set: the batch-norm statistics are taken from the
 first frame (otherwise a random ResNet's activations grow without bound, RPN proposals become
-the whole image and NMS leaves few boxes), and each VIS model adjusts what its work depends on
-(``init_for_benchmark``; e.g. box sizes, which random weights make empty).
+the whole image and NMS leaves few boxes), and the forced detections get realistic boxes
+(``init_for_benchmark``: random weights give empty or arbitrary ones, and the mask work follows
+the boxes' areas): sides log-uniform in ``--box-sides`` (32-256 px: a third in each of
+YouTube-VIS's small, medium and large ranges at 640x360), aspect ratios log-uniform in 1/2-2,
+one fixed size per location. The mean box area of the timed frames is reported per setting.
 
 The exit status is 1 when a model did not output the forced number of detections.
 """
@@ -45,6 +48,7 @@ import json
 import logging
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -60,8 +64,10 @@ from tabulate import tabulate
 from torch import nn
 
 from vis_d2.config import get_cfg as get_vis_cfg
+from vis_d2.export import export_model, load_graphs
 from vis_d2.modeling import VISModel
 from vis_d2.utils.benchmark import (
+    BoxSizes,
     MemoryMeter,
     PartTimer,
     Probe,
@@ -91,6 +97,13 @@ RCNN_LAYOUT = [
 GOAL_SCALING = 1.10
 GOAL_VS_BASELINE = 0.6
 GOAL_HEADS_PCT = 15.0
+GOAL_BACKEND = 1 / 1.3
+BACKENDS = ("eager", "amp", "torchscript", "onnx")
+BACKEND_LABELS = {
+    "amp": "autocast",
+    "torchscript": "TorchScript",
+    "onnx": "ONNX Runtime",
+}
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -179,7 +192,29 @@ def argument_parser() -> argparse.ArgumentParser:
         help="also check the ratios against vis_d2's speed goals (one-stage VIS time nearly "
         f"independent of the number of detections: latency(most) / latency(fewest) <= "
         f"{GOAL_SCALING}, <= {GOAL_VS_BASELINE}x Mask R-CNN, heads and tracker <= "
-        f"{GOAL_HEADS_PCT:g}%% of the frame)",
+        f"{GOAL_HEADS_PCT:g}%% of the frame, another backend <= {GOAL_BACKEND:.2f}x eager's "
+        "latency)",
+    )
+    parser.add_argument(
+        "--backends",
+        nargs="+",
+        choices=BACKENDS,
+        default=["eager"],
+        metavar="B",
+        help="how each VIS model runs its dense graphs: eager (fp32 PyTorch), amp (autocast, "
+        "TEST.AMP.ENABLED: bf16 on the CPU, fp16 on CUDA), torchscript or onnx (its export, "
+        "through tools/export_model.py's exporter and ONNX Runtime); several are timed side by "
+        "side (default: eager)",
+    )
+    parser.add_argument(
+        "--box-sides",
+        type=float,
+        nargs=2,
+        default=(BoxSizes.min_side, BoxSizes.max_side),
+        metavar=("MIN", "MAX"),
+        help="randomly initialised models: the sides of the forced detections' boxes, "
+        "log-uniform, in network-input pixels (default: 32 256, a third in each of "
+        "YouTube-VIS's small, medium and large ranges at 640x360)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random weights and frames (0)")
     parser.add_argument(
@@ -198,6 +233,9 @@ class Subject:
     key = ""
     label = ""
     layout: list[tuple[str, str]] = []
+    backend = "eager"
+    config_file = ""
+    box_areas: list[float] = []  # the last frame's output boxes, px² at the output size
 
     def __init__(self, cfg: CfgNode, weights: str, seed: int):
         self.cfg = cfg
@@ -248,14 +286,24 @@ class Subject:
             self._state = copy.deepcopy(model.state_dict())
         else:
             model.load_state_dict(self._state)
+            self._prepare_random(model)
         return model
+
+    def _prepare_random(self, model: nn.Module) -> None:
+        """What a randomly initialised model needs besides its weights (each one built)."""
 
 
 class VISSubject(Subject):
-    """A :class:`~vis_d2.modeling.VISModel`, run online."""
+    """A :class:`~vis_d2.modeling.VISModel`, run online, its dense graphs on ``backend``."""
 
-    def __init__(self, cfg: CfgNode, weights: str, seed: int):
+    def __init__(self, cfg: CfgNode, weights: str, seed: int, backend: str = "eager"):
+        if backend == "amp":
+            cfg = cfg.clone()
+            cfg.TEST.AMP.ENABLED = True
         super().__init__(cfg, weights, seed)
+        self.backend = backend
+        self.box_sizes = BoxSizes()
+        self._export_dir: tempfile.TemporaryDirectory | None = None
         self.model_class = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
         if not issubclass(self.model_class, VISModel):
             raise SystemExit(
@@ -276,6 +324,17 @@ class VISSubject(Subject):
     def forced(self, num: int) -> CfgNode:
         return self.model_class.force_detections(self.cfg, num)
 
+    def build(self, num: int, first: torch.Tensor) -> nn.Module:
+        model = super().build(num, first)
+        if self.backend in ("torchscript", "onnx"):
+            if self._export_dir is None:  # the graphs hold the weights: one export for all N
+                self._export_dir = tempfile.TemporaryDirectory(prefix="vis_d2_benchmark_")
+                image = self.image(first)
+                export_model(model, self.forced(num), [image, image], self._export_dir.name,
+                             self.backend)  # fmt: skip
+            model.use_graphs(load_graphs(self._export_dir.name, model.device))
+        return model
+
     def probes(self, model: nn.Module) -> list[Probe]:
         return model.benchmark_probes()
 
@@ -284,11 +343,15 @@ class VISSubject(Subject):
 
     def run_frame(self, model: nn.Module, image: torch.Tensor) -> int:
         out = model.inference_frame({"image": image, "height": self.height, "width": self.width})
+        self.box_areas = out.pred_boxes.area().tolist()
         return len(out)
 
     def _random_init(self, model: nn.Module, first: torch.Tensor) -> None:
-        self.init_note = model.init_for_benchmark()
+        self._prepare_random(model)
         super()._random_init(model, first)
+
+    def _prepare_random(self, model: nn.Module) -> None:
+        self.init_note = model.init_for_benchmark(self.box_sizes)
 
 
 class RCNNSubject(Subject):
@@ -312,7 +375,9 @@ class RCNNSubject(Subject):
     def run_frame(self, model: nn.Module, image: torch.Tensor) -> int:
         inputs = [{"image": image, "height": self.height, "width": self.width}]
         with torch.no_grad():
-            return len(model(inputs)[0]["instances"])
+            out = model(inputs)[0]["instances"]
+        self.box_areas = out.pred_boxes.area().tolist()
+        return len(out)
 
 
 # ------------------------------------------------------------------------------ the setup
@@ -344,12 +409,19 @@ def setup_subjects(args: argparse.Namespace) -> tuple[list[Subject], torch.devic
         cfg.merge_from_list(args.opts)
         device = device or resolve_device(args.device, cfg.MODEL.DEVICE)
         cfg.MODEL.DEVICE = str(device)
-        subject = VISSubject(cfg, weights, args.seed)
-        same = sum(s.key.split("#")[0] == subject.key for s in subjects)
-        if same:  # a second config of the same method, e.g. another backbone
-            subject.key = f"{subject.key}#{same + 1}"
-            subject.label = f"{subject.label} ({Path(path).stem})"
-        subjects.append(subject)
+        arch = cfg.MODEL.META_ARCHITECTURE
+        same = len({s.config_file for s in subjects if s.cfg.MODEL.META_ARCHITECTURE == arch})
+        for backend in dict.fromkeys(args.backends):
+            subject = VISSubject(cfg, weights, args.seed, backend)
+            subject.config_file = path
+            subject.box_sizes = BoxSizes(*args.box_sides, seed=args.seed)
+            if same:  # a second config of the same method, e.g. another backbone
+                subject.key = f"{subject.key}#{same + 1}"
+                subject.label = f"{subject.label} ({Path(path).stem})"
+            if backend != "eager":
+                subject.key = f"{subject.key}@{backend}"
+                subject.label = f"{subject.label} [{BACKEND_LABELS[backend]}]"
+            subjects.append(subject)
     if not args.skip_baseline:
         path = args.baseline_config
         base = get_cfg()
@@ -357,6 +429,7 @@ def setup_subjects(args: argparse.Namespace) -> tuple[list[Subject], torch.devic
         base.MODEL.DEVICE = str(device)
         name = Path(path).stem.replace("mask_rcnn_", "Mask R-CNN ").replace("_3x", "")
         subjects.append(RCNNSubject(base, "", args.seed, name.replace("_", "-")))
+        subjects[-1].config_file = path
     for subject in subjects:
         subject.width, subject.height = args.size
     return subjects, device
@@ -437,6 +510,7 @@ def benchmark(
     images = {s.key: [s.image(f) for f in frames] for s in subjects}
     frame_ms: list[list[float]] = [[] for _ in runs]
     counts: list[list[int]] = [[] for _ in runs]
+    areas: list[list[float]] = [[] for _ in runs]
     parts: list[list[dict[str, float]]] = [[] for _ in runs]
     working = [0.0] * len(runs)
     timer = PartTimer(device)
@@ -458,13 +532,19 @@ def benchmark(
                 if i >= warmup:
                     frame_ms[r].append(elapsed)
                     counts[r].append(count)
+                    areas[r].extend(subject.box_areas)
                     parts[r].append(frame_parts)
             logger.info(f"frame {i + 1}/{len(frames)} of each setting done")
     results: dict[str, list[dict[str, Any]]] = {s.key: [] for s in subjects}
     for r, (subject, num, model) in enumerate(runs):
         weights = weights_mb(model)
         memory = {"weights": weights, "working": working[r], "peak": weights + working[r]}
-        results[subject.key].append(summarize(num, frame_ms[r], counts[r], parts[r], memory))
+        record = summarize(num, frame_ms[r], counts[r], parts[r], memory)
+        record["box_area_px"] = {
+            "mean": float(np.mean(areas[r])) if areas[r] else 0.0,
+            "median": float(np.median(areas[r])) if areas[r] else 0.0,
+        }
+        results[subject.key].append(record)
     return results
 
 
@@ -567,6 +647,18 @@ def goal_ratios(
                     None,
                 )
             )
+        eager = key.split("@")[0]
+        if subject.backend != "eager" and eager in results:
+            for which, n in ((0, lo_n), (-1, hi_n)):
+                reference = results[eager]["settings"][which]["latency_ms"]["median"]
+                ratios.append(
+                    ratio(
+                        f"{key}_vs_eager_{n}",
+                        f"{name} / eager latency at {n} detections",
+                        settings[which]["latency_ms"]["median"] / reference,
+                        GOAL_BACKEND,
+                    )
+                )
         groups = subject.model_class.benchmark_head_groups
         ratios.append(
             ratio(
@@ -610,10 +702,11 @@ def latency_table(results: dict[str, Any], keys: list[str]) -> str:
                     f"{lat['mean']:.1f}",
                     f"{s['fps']:.2f}",
                     f"{s['memory_mb']['weights']:.0f} + {s['memory_mb']['working']:.0f}",
+                    f"{s['box_area_px']['mean']:.0f}",
                 ]
             )
     headers = ["model", "forced N", "dets/frame", "median ms", "p90 ms", "mean ms", "FPS",
-               "memory MiB"]
+               "memory MiB", "mean box px²"]
     return tabulate(rows, headers=headers, tablefmt="pipe")
 
 
@@ -706,8 +799,9 @@ def main(argv: list[str] | None = None) -> int:
             + MemoryMeter(device).description,
         },
         "configs": [
-            {"model": s.key, "file": path, "opts": args.opts}
-            for s, path in zip(subjects, args.config_file or [str(DEFAULT_CONFIG)], strict=False)
+            {"model": s.key, "file": s.config_file, "opts": args.opts, "backend": s.backend}
+            for s in subjects
+            if isinstance(s, VISSubject)
         ],
     }
     if not args.skip_baseline:

@@ -88,6 +88,10 @@ def add_vis_config(cfg: CN) -> CN:
     # results.json entries per track: 1 = its majority-vote class (as SG-Net scores); k > 1 =
     # its k best classes by mean class score, each an entry with the same masks
     cfg.TEST.CLASSES_PER_TRACK = 1
+    # inference of the dense graphs (backbone, heads) under autocast, channels-last: bf16 on
+    # the CPU (oneDNN: AMX / AVX-512 BF16), fp16 on CUDA; post-processing and tracking in fp32
+    cfg.TEST.AMP = CN()
+    cfg.TEST.AMP.ENABLED = False
     add_fcos_config(cfg)
     return cfg
 

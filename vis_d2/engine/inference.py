@@ -37,6 +37,9 @@ def inference_on_videos(
     evaluator.reset()
     total = len(data_loader)
     logger.info(f"Start inference on {total} videos ({get_world_size()} processes)")
+    if getattr(model, "inference_amp", False):
+        kind = "bf16 on the CPU" if model.device.type == "cpu" else "fp16 on CUDA"
+        logger.info(f"TEST.AMP.ENABLED: the dense graphs run under autocast ({kind})")
     model_times: list[float] = []
     read_times: list[float] = []
     start = time.perf_counter()

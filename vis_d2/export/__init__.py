@@ -2,7 +2,7 @@
 exported graphs with the model's Python post-processing and tracker."""
 
 from .exporter import EXPORT_FORMATS, export_model
-from .runner import ExportedModel, ExportUnavailableError, compare_frames
+from .runner import ExportedModel, ExportUnavailableError, compare_frames, load_graphs
 
 __all__ = [
     "EXPORT_FORMATS",
@@ -10,4 +10,5 @@ __all__ = [
     "ExportedModel",
     "compare_frames",
     "export_model",
+    "load_graphs",
 ]

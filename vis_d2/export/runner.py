@@ -16,7 +16,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
 
 from ..config import get_cfg
-from ..modeling.meta_arch import VISModel
+from ..modeling.meta_arch import Graph, VISModel
 
 __all__ = [
     "MANIFEST",
@@ -24,6 +24,7 @@ __all__ = [
     "ExportUnavailableError",
     "ExportedModel",
     "compare_frames",
+    "load_graphs",
     "require_module",
 ]
 
@@ -72,6 +73,25 @@ class _OnnxGraph:
         return tuple(torch.from_numpy(a).to(self.device) for a in self.session.run(None, feeds))
 
 
+def load_graphs(
+    export_dir: str | Path, device: str | torch.device = "cpu", manifest: dict | None = None
+) -> dict[str, Graph]:
+    """The graphs of an export folder by name (TorchScript modules, or ONNX Runtime sessions
+    on the CPU), each called with tensors and returning a tuple of tensors on ``device``, as
+    :meth:`VISModel.use_graphs` takes them."""
+    export_dir, device = Path(export_dir), torch.device(device)
+    if manifest is None:
+        manifest = json.loads((export_dir / MANIFEST).read_text())
+    graphs: dict[str, Graph] = {}
+    for name, info in manifest["graphs"].items():
+        path = export_dir / info["file"]
+        if manifest["format"] == "torchscript":
+            graphs[name] = _TorchScriptGraph(path, device)
+        else:
+            graphs[name] = _OnnxGraph(path, info["inputs"], device)
+    return graphs
+
+
 class ExportedModel:
     """An export folder written by :func:`vis_d2.export.export_model`, run like the eager
     model's streaming inference: :meth:`reset`, then :meth:`inference_frame` per frame.
@@ -106,7 +126,7 @@ class ExportedModel:
         cfg.freeze()
         self.cfg = cfg
         self.model = self._build_model()
-        self.model.use_graphs({name: self._load_graph(name) for name in self.manifest["graphs"]})
+        self.model.use_graphs(load_graphs(self.export_dir, self.device, self.manifest))
 
     def _build_model(self) -> VISModel:
         with torch.device("meta"):  # no memory and no initialisation for the graphs' weights
@@ -136,13 +156,6 @@ class ExportedModel:
                 else:  # the model's own buffers (pixel mean and std) are still on meta
                     setattr(model, name, value)
         return model.eval()
-
-    def _load_graph(self, name: str) -> _TorchScriptGraph | _OnnxGraph:
-        info = self.manifest["graphs"][name]
-        path = self.export_dir / info["file"]
-        if self.manifest["format"] == "torchscript":
-            return _TorchScriptGraph(path, self.device)
-        return _OnnxGraph(path, info["inputs"], self.device)
 
     @property
     def format(self) -> str:

@@ -26,6 +26,7 @@ from torch import nn
 from torch.autograd.profiler import record_function
 
 __all__ = [
+    "BoxSizes",
     "MemoryMeter",
     "PartTimer",
     "Probe",
@@ -39,6 +40,42 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 PROFILE_RANGE_PREFIX = "part:"
+
+
+@dataclass(frozen=True)
+class BoxSizes:
+    """The box sizes a randomly initialised model's forced detections get in
+    ``tools/benchmark.py``: side √(w·h) log-uniform in [``min_side``, ``max_side``] network-input
+    pixels and aspect ratio w / h log-uniform in [1 / ``max_aspect``, ``max_aspect``], one
+    fixed size per location (drawn from ``seed`` and the map), centred on it.
+
+    The default, sides of 32–256 px at a 360-px-high input, gives an equal third to each of
+    YouTube-VIS's evaluation size ranges (small / medium / large: sides < 128, 128–256, > 256
+    px at its 1280×720 frames, i.e. < 64, 64–128, > 128 px at 640×360); mean area 15,500 px².
+    """
+
+    min_side: float = 32.0
+    max_side: float = 256.0
+    max_aspect: float = 2.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_side <= self.max_side or self.max_aspect < 1:
+            raise ValueError(f"box sizes need 0 < min_side <= max_side and max_aspect >= 1: {self}")
+
+    def sample(self, num: int, key: int = 0) -> torch.Tensor:
+        """(num, 2) widths and heights in pixels, the same for the same (num, key)."""
+        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + key * 7919 + num)
+        u = torch.rand(num, 2, generator=generator, dtype=torch.float64)
+        side = self.min_side * (self.max_side / self.min_side) ** u[:, 0]
+        aspect = self.max_aspect ** (2 * u[:, 1] - 1)
+        return torch.stack((side * aspect.sqrt(), side / aspect.sqrt()), dim=1).float()
+
+    def describe(self) -> str:
+        return (
+            f"forced boxes of sides {self.min_side:g}-{self.max_side:g} px and aspect ratios "
+            f"1/{self.max_aspect:g}-{self.max_aspect:g}, log-uniform"
+        )
 
 
 @dataclass

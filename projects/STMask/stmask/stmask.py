@@ -23,7 +23,7 @@ from vis_d2.modeling.mask_windows import (
 )
 from vis_d2.modeling.meta_arch import VISModel
 from vis_d2.modeling.tracking import MemoryTracker, Tracker, build_tracker
-from vis_d2.utils.benchmark import Probe
+from vis_d2.utils.benchmark import BoxSizes, Probe
 
 from .anchors import KernelAnchorGenerator
 from .graphs import FrameGraph, split_frame_outputs
@@ -95,6 +95,7 @@ class STMask(VISModel):
         num_classes: int,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
+        inference_amp: bool = False,
         pos_iou: float = 0.5,
         neg_iou: float = 0.4,
         class_aware_matching: bool = False,
@@ -110,7 +111,7 @@ class STMask(VISModel):
         corr_patch: int = 11,
         tf_weights: tuple[float, float] = (5.0, 6.125),
     ):
-        super().__init__(pixel_mean, pixel_std)
+        super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
         if corr_feature not in in_features:
             raise ValueError(
                 f"MODEL.STMASK.TF.CORR_FEATURE {corr_feature} is not among {in_features}"
@@ -178,6 +179,7 @@ class STMask(VISModel):
             "num_classes": st.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "inference_amp": cfg.TEST.AMP.ENABLED,
             "pos_iou": st.POS_IOU,
             "neg_iou": st.NEG_IOU,
             "class_aware_matching": st.CLASS_AWARE_MATCHING,
@@ -519,6 +521,22 @@ class STMask(VISModel):
         test.NMS_TOPK = max(test.NMS_TOPK, num)
         test.DETECTIONS_PER_FRAME = num
         return cfg
+
+    def init_for_benchmark(self, sizes: BoxSizes) -> str:
+        # every anchor's deltas replaced by those of a box of ``sizes`` on the anchor's centre
+        detect = self.detect
+        cache: dict[int, torch.Tensor] = {}
+
+        def forced(rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size):
+            if len(anchors) not in cache:
+                half = sizes.sample(len(anchors)).to(anchors) / 2
+                centre = (anchors[:, :2] + anchors[:, 2:]) / 2
+                boxes = torch.cat((centre - half, centre + half), dim=1)
+                cache[len(anchors)] = self.coder.get_deltas(anchors, boxes)[None]
+            return detect({**rows, "box": cache[len(anchors)]}, anchors, image_size)
+
+        self.detect = forced
+        return sizes.describe()
 
     def benchmark_probes(self) -> list[Probe]:
         """Parts of :meth:`inference_frame`: ``backbone``, ``head`` (prediction head and

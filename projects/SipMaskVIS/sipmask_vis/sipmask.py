@@ -11,7 +11,13 @@ from detectron2.utils.events import get_event_storage
 from torch import nn
 
 from vis_d2.modeling.common import cap_per_image, read_at_centres, tracked_frame
-from vis_d2.modeling.fcos import FCOS, FCOSTargets, flatten_levels, force_detections
+from vis_d2.modeling.fcos import (
+    FCOS,
+    FCOSTargets,
+    flatten_levels,
+    force_box_sizes,
+    force_detections,
+)
 from vis_d2.modeling.mask_windows import (
     blend,
     gt_masks_on_basis,
@@ -21,7 +27,7 @@ from vis_d2.modeling.mask_windows import (
 )
 from vis_d2.modeling.meta_arch import VISModel
 from vis_d2.modeling.tracking import Tracker, build_tracker
-from vis_d2.utils.benchmark import Probe
+from vis_d2.utils.benchmark import BoxSizes, Probe
 
 from .basis import BasisModule
 from .feature_align import FeatureAlign
@@ -89,6 +95,7 @@ class SipMaskVIS(VISModel):
         tracker: Tracker,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
+        inference_amp: bool = False,
         basis_levels: int = 3,
         track_levels: int = 3,
         ref_box_jitter: float = 0.05,
@@ -99,7 +106,7 @@ class SipMaskVIS(VISModel):
         track_loss_weight: float = 1.0,
         mask_thresh: float = 0.5,
     ):
-        super().__init__(pixel_mean, pixel_std)
+        super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
         num_levels = len(fcos.in_features)
         for name, value in (("BASIS_LEVELS", basis_levels), ("TRACK_LEVELS", track_levels)):
             if not 1 <= value <= num_levels:
@@ -149,6 +156,7 @@ class SipMaskVIS(VISModel):
             "tracker": build_tracker(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "inference_amp": cfg.TEST.AMP.ENABLED,
             "basis_levels": sp.BASIS_LEVELS,
             "track_levels": sp.TRACK_LEVELS,
             "ref_box_jitter": sp.REF_BOX_JITTER,
@@ -352,11 +360,9 @@ class SipMaskVIS(VISModel):
         cfg.MODEL.FCOS.FAST_NMS_TOPK = max(cfg.MODEL.FCOS.FAST_NMS_TOPK, num)
         return cfg
 
-    def init_for_benchmark(self) -> str:
-        # random weights give empty boxes; 3 strides on each side of a location give boxes
-        # inside the 4-8 strides each level is assigned
-        nn.init.constant_(self.fcos.head.bbox_pred.bias, 3.0)
-        return "box regression bias 3 strides"
+    def init_for_benchmark(self, sizes: BoxSizes) -> str:
+        force_box_sizes(self.fcos, sizes)
+        return sizes.describe()
 
     def benchmark_probes(self) -> list[Probe]:
         """Parts of :meth:`inference_frame`: ``backbone``, ``fcos/head`` (towers,

@@ -1,4 +1,11 @@
-from .fcos import FCOS, FCOSOutputs, fcos_inference, flatten_levels, force_detections
+from .fcos import (
+    FCOS,
+    FCOSOutputs,
+    fcos_inference,
+    flatten_levels,
+    force_box_sizes,
+    force_detections,
+)
 from .head import FCOSHead
 from .losses import box_loss, fcos_losses, ltrb_iou_giou, reduce_mean
 from .targets import (
@@ -21,6 +28,7 @@ __all__ = [
     "fcos_inference",
     "fcos_losses",
     "flatten_levels",
+    "force_box_sizes",
     "force_detections",
     "level_size_ranges",
     "ltrb_iou_giou",

@@ -10,9 +10,9 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
-from ...utils.benchmark import Probe
+from ...utils.benchmark import BoxSizes, Probe
 from ..common import cap_per_image, tracked_frame
-from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_detections
+from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_box_sizes, force_detections
 from ..mask_windows import gt_masks_on_basis, gt_windows, mask_loss, output_masks
 from ..meta_arch import VISModel
 from ..tracking import Tracker, build_tracker
@@ -76,6 +76,7 @@ class SGNet(VISModel):
         tracker: Tracker,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
+        inference_amp: bool = False,
         max_div: int = 6,
         unit: float = 50.0,
         master_grid: int = 6,
@@ -86,7 +87,7 @@ class SGNet(VISModel):
         track_loss_weight: float = 1.0,
         mask_thresh: float = 0.5,
     ):
-        super().__init__(pixel_mean, pixel_std)
+        super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
         if mask_box not in ("pred", "gt"):
             raise ValueError(f"MODEL.SGNET.MASK_BOX must be 'pred' or 'gt', not '{mask_box}'")
         self.backbone = backbone
@@ -122,6 +123,7 @@ class SGNet(VISModel):
             "tracker": build_tracker(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "inference_amp": cfg.TEST.AMP.ENABLED,
             "max_div": sg.SAM.MAX_DIV,
             "unit": sg.SAM.UNIT,
             "master_grid": sg.SAM.MASTER_GRID,
@@ -321,12 +323,9 @@ class SGNet(VISModel):
     def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
         return force_detections(cfg, num)
 
-    def init_for_benchmark(self) -> str:
-        # random weights give empty boxes; a box regression of 3 strides on each side of a
-        # location gives boxes 6 strides wide, inside the 4-8 strides FCOS's
-        # SIZES_OF_INTEREST give each level
-        nn.init.constant_(self.fcos.head.bbox_pred.bias, 3.0)
-        return "box regression bias 3 strides"
+    def init_for_benchmark(self, sizes: BoxSizes) -> str:
+        force_box_sizes(self.fcos, sizes)
+        return sizes.describe()
 
     def benchmark_probes(self) -> list[Probe]:
         """Parts of :meth:`inference_frame`: ``backbone`` (ResNet + FPN), ``fcos/head``,
