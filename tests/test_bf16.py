@@ -17,9 +17,12 @@ def test_masks_are_assembled_in_fp32_under_bf16_autocast():
     boxes = torch.tensor([[1.0, 2.0, 15.5, 18.0], [4.0, 0.0, 24.0, 9.0]])
     args = (torch.zeros(2, dtype=torch.int64), boxes)
     grid = (torch.tensor([2, 2]), torch.tensor([2, 2]))
-    expected = blend(bases, *args, coef, *grid).logits
+    reference = blend(bases, *args, coef, *grid)
+    expected = torch.where(reference.valid, reference.logits, 0.0)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = blend(bases.bfloat16(), *args, coef.bfloat16(), *grid).logits
+        out = blend(bases.bfloat16(), *args, coef.bfloat16(), *grid)
+    assert torch.equal(out.valid, reference.valid)
+    out = torch.where(out.valid, out.logits, 0.0)
     assert out.dtype == torch.float32
     # the inputs' bf16 rounding remains (8 bits of mantissa), the products do not add to it
     assert torch.allclose(out, expected, atol=0.1)

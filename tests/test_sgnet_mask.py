@@ -207,6 +207,45 @@ def test_blend_windows_match_full_map(mode):
         assert (g - g_full).abs().max() < 1e-5
 
 
+@pytest.mark.parametrize("mode", ["subregion", "sum_sigmoid"])
+def test_inference_and_training_paths_equal_the_full_map_at_every_edge(mode):
+    """Inference (one window per instance) and training (chunks of similar windows, moved
+    onto the map at their chunk's size) give the masks of the whole-map reference for boxes
+    of every size, across every edge of the map, wholly off it and thinner than a pixel."""
+    bases, im_inds, boxes, coef, r1, r2 = _scene(num_per_image=(14, 13), seed=3)
+    extra = torch.tensor(
+        [
+            [-3.0, -2.0, 23.5, 19.2],  # larger than the map in both directions
+            [20.2, 16.1, 30.0, 26.0],  # crosses the right and bottom edges
+            [21.0, -4.0, 24.0, 3.3],  # top-right corner
+            [-6.0, 5.0, -1.0, 9.0],  # left of the map
+            [4.0, 21.0, 9.0, 25.0],  # below the map
+            [7.2, 3.1, 7.4, 3.2],  # no pixel centre inside
+            [0.0, 0.0, 24.0, 1.0],  # one row
+        ]
+    )
+    boxes = torch.cat((boxes, extra))
+    im_inds = torch.cat((im_inds, torch.tensor([0, 1, 0, 1, 0, 1, 0])))
+    coef = torch.cat((coef, coef[: len(extra)].flip(0)))
+    r1 = torch.cat((r1, torch.tensor([6, 5, 2, 3, 1, 2, 6])))
+    r2 = torch.cat((r2, torch.tensor([6, 4, 3, 2, 2, 1, 1])))
+    full = blend_full(bases, im_inds, boxes, coef, r1, r2, mode)
+    with torch.no_grad():
+        inference = blend(bases, im_inds, boxes, coef, r1, r2, mode)
+    training = blend(bases.requires_grad_(True), im_inds, boxes, coef, r1, r2, mode, chunk_size=5)
+    for windows in (inference, training):
+        ys, xs = windows.pixel_coords()
+        assert (windows.origin >= 0).all()
+        # every window lies on the map
+        assert (ys[windows.valid.any(2)[:, :, None]] < 20).all()
+        assert (xs[windows.valid.any(1)[:, None, :]] < 24).all()
+        pasted = paste_windows(windows, 20, 24)
+        assert (pasted - full).abs().max() < 1e-5
+    assert torch.equal(inference.valid.flatten(1).sum(1), training.valid.flatten(1).sum(1))
+    assert (full[len(boxes) - 4 : len(boxes) - 1] == 0).all()  # off the map, no centre inside
+    assert (full[-1, 0] > 0).all() and (full[-1, 1:] == 0).all()
+
+
 def test_blend_windows_cover_only_the_box():
     bases, im_inds, boxes, coef, r1, r2 = _scene()
     windows = blend(bases, im_inds, boxes, coef, r1, r2)
@@ -282,6 +321,9 @@ def test_frame_masks_equal_resizing_whole_maps(in_size, out_size):
         assert masks.shape == expected.shape and masks.dtype == torch.bool
         near_threshold = (probs - threshold).abs() < 1e-5  # summation order may differ there
         assert torch.equal(masks[~near_threshold], expected[~near_threshold])
+        # windows without their sizes are resized over their whole padded extent: the same
+        padded = MaskWindows(windows.logits, windows.valid, windows.origin)
+        assert torch.equal(frame_masks(padded, rows, cols, threshold), masks)
     assert (probs >= 0.2).any(dim=(1, 2)).sum() >= 5  # not a comparison of empty masks
     empty = MaskWindows(windows.logits[:0], windows.valid[:0], windows.origin[:0])
     assert frame_masks(empty, rows, cols, 0.5).shape == (0, out_h, out_w)

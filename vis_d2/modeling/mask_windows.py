@@ -12,6 +12,7 @@ each instance is the caller's choice.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -37,6 +38,18 @@ BLEND_MODES = ("subregion", "sum_sigmoid")
 _LOGIT_EPS = 1e-6
 
 
+def _band(
+    lo: torch.Tensor, hi: torch.Tensor, r: torch.Tensor, coords: torch.Tensor
+) -> torch.Tensor:
+    """Band of pixel coordinates ``coords`` (int) along one axis of boxes spanning [lo, hi)
+    split into ``r`` equal bands (all broadcastable): floor((c + 0.5 - lo)·r / (hi - lo))
+    clamped to [0, r - 1] where lo ≤ c + 0.5 < hi, -1 elsewhere (int64)."""
+    centre = coords.to(lo.dtype) + 0.5
+    band = torch.floor((centre - lo) * r / (hi - lo).clamp(min=1e-6)).long()
+    band = torch.minimum(band.clamp(min=0), r - 1)
+    return torch.where((lo <= centre) & (centre < hi), band, -1)
+
+
 def subregion_index(
     boxes: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
 ) -> torch.Tensor:
@@ -47,14 +60,8 @@ def subregion_index(
     col = clamp(floor((u + 0.5 - x1)·r1 / (x2 - x1)), 0, r1 - 1), row likewise."""
     x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
     r1, r2 = r1[:, None, None], r2[:, None, None]
-    cu = xs.to(boxes.dtype) + 0.5
-    cv = ys.to(boxes.dtype) + 0.5
-    inside = (x1 <= cu) & (cu < x2) & (y1 <= cv) & (cv < y2)
-    col = torch.floor((cu - x1) * r1 / (x2 - x1).clamp(min=1e-6)).long()
-    row = torch.floor((cv - y1) * r2 / (y2 - y1).clamp(min=1e-6)).long()
-    col = torch.minimum(col.clamp(min=0), r1 - 1)
-    row = torch.minimum(row.clamp(min=0), r2 - 1)
-    return torch.where(inside, row * r1 + col, -1)
+    col, row = _band(x1, x2, r1, xs), _band(y1, y2, r2, ys)
+    return torch.where((row >= 0) & (col >= 0), row * r1 + col, -1)
 
 
 @dataclass
@@ -63,12 +70,15 @@ class MaskWindows:
 
     logits: (N, Hw, Ww) mask logits (arbitrary where not ``valid``); valid: (N, Hw, Ww) bool,
     the pixel's centre is in the instance's box and the pixel is on the map; origin: (N, 2)
-    int64 (y0, x0) base-map pixel of each window's top-left corner.
+    int64 (y0, x0) base-map pixel of each window's top-left corner; sizes: (N, 2) int64
+    (h, w) of each window before the padding (nothing valid past it), or ``None`` for
+    (Hw, Ww).
     """
 
     logits: torch.Tensor
     valid: torch.Tensor
     origin: torch.Tensor
+    sizes: torch.Tensor | None = None
 
     def probs(self) -> torch.Tensor:
         """(N, Hw, Ww) sigmoid of the logits inside the box, exactly 0 elsewhere."""
@@ -87,16 +97,43 @@ def _cell_logits(
     feats: torch.Tensor, coef: torch.Tensor, cells: torch.Tensor, num_cells: torch.Tensor, mode: str
 ) -> torch.Tensor:
     """Per-pixel features (n, P, K), coefficients (n, R, K), cell index (n, P) (-1 outside the
-    box) and r2·r1 (n,) → (n, P) logits of the chosen blender."""
+    box) and r2·r1 (n,) → (n, P) logits of the chosen blender (every cell at every pixel:
+    the whole-map reference and ``sum_sigmoid``, which needs them all)."""
     scores = torch.bmm(feats, coef.transpose(1, 2))  # (n, P, R)
     if mode == "subregion":
-        # every cell's logit by one batched product, then each pixel's own: n·P·R·K MACs, but
-        # 6x faster on the CPU than gathering each pixel's cell vector (n·P·K copies, a
-        # product and a sum) for (64, 2500, 36) pixels and 36 cells
         return scores.gather(2, cells.clamp(min=0)[:, :, None]).squeeze(2)
     in_grid = torch.arange(scores.shape[2], device=scores.device) < num_cells[:, None, None]
     prob = torch.where(in_grid, scores.sigmoid(), 0.0).sum(dim=2).clamp(0, 1)
     return torch.logit(prob, eps=_LOGIT_EPS)
+
+
+def _band_logits(
+    feats: torch.Tensor,
+    coef: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+    r1: torch.Tensor,
+) -> torch.Tensor:
+    """The ``subregion`` blender by row bands: window features (n, Hw, Ww, K), coefficients
+    (n, R, K) (row-major r2 × r1 cells), each window row's band ``rows`` (n, Hw) and column's
+    band ``cols`` (n, Ww) (-1 outside the box) → (n, Hw, Ww) logits.
+
+    The grid is separable, so a window row only meets the r1 cells of its band: one batched
+    product per row with those cells (Ww × K by K × r1: r1 products a pixel instead of the
+    r2·r1 of every cell), then each column takes its own cell's value."""
+    num, height, width, channels = feats.shape
+    r1_max = int(r1.max())
+    first = rows.clamp(min=0) * r1[:, None]  # (n, Hw): the band's first cell
+    cells = (first[:, :, None] + torch.arange(r1_max, device=feats.device)).clamp(
+        max=coef.shape[1] - 1
+    )
+    band_coef = coef[torch.arange(num, device=feats.device)[:, None], cells.flatten(1)]
+    scores = torch.bmm(
+        feats.reshape(num * height, width, channels),
+        band_coef.view(num * height, r1_max, channels).transpose(1, 2),
+    )  # (n·Hw, Ww, r1)
+    own = cols.clamp(min=0)[:, None, :, None].expand(num, height, width, 1)
+    return scores.gather(2, own.reshape(num * height, width, 1)).view(num, height, width)
 
 
 def _check_mode(mode: str) -> None:
@@ -125,10 +162,11 @@ def blend(
     ``subregion``: logit(u, v) = <coef[n, cell(u, v)], bases[im, :, v, u]>.
     ``sum_sigmoid``: probability clamp(Σ_j σ(<coef[n, j], F>), 0, 1) over the r2·r1 cells,
     stored as its logit (probabilities clamped to [1e-6, 1 - 1e-6]).
-    Instances are processed by increasing window size in chunks of at most ``chunk_size``,
-    each padded only to its own largest window and kept to n·max(K, R)·Hw·Ww ≤ ``max_elements``
-    (the gathered window features and per-cell scores), so a few large objects do not make
-    every small one pay for their window.
+    Each window lies on the map (one is moved up or left where it would leave it; ``origin``
+    says where it is). Without gradients, each instance is computed on its own window
+    (:func:`_blend_each`); with them, by chunks of similar window sizes
+    (:func:`_blend_chunks`, at most ``chunk_size`` instances and ``max_elements`` window
+    values and scores a chunk).
     """
     _check_mode(mode)
     if torch.is_autocast_enabled(bases.device.type):
@@ -136,53 +174,150 @@ def blend(
         with torch.autocast(bases.device.type, enabled=False):
             return blend(bases.float(), im_inds, boxes.float(), coef.float(), r1, r2, mode,
                          max_elements, chunk_size)  # fmt: skip
-    num_images, channels, height, width = bases.shape
+    height, width = bases.shape[-2:]
     device = bases.device
     x0 = boxes[:, 0].floor().clamp(0, width).long()
     y0 = boxes[:, 1].floor().clamp(0, height).long()
     x_end = boxes[:, 2].ceil().clamp(0, width).long()
     y_end = boxes[:, 3].ceil().clamp(0, height).long()
-    win_h = int((y_end - y0).clamp(min=1).max()) if len(boxes) else 1
-    win_w = int((x_end - x0).clamp(min=1).max()) if len(boxes) else 1
-    origin = torch.stack((y0, x0), dim=1)
-    ys = y0[:, None, None] + torch.arange(win_h, device=device)[:, None]
-    xs = x0[:, None, None] + torch.arange(win_w, device=device)
-    cells = subregion_index(boxes, r1, r2, ys, xs)
-    valid = (cells >= 0) & (ys < height) & (xs < width)
-    ys, xs = ys.clamp(max=height - 1), xs.clamp(max=width - 1)
-    table = bases.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
     heights, widths = (y_end - y0).clamp(min=1), (x_end - x0).clamp(min=1)
+    # windows on the map: one moved up or left where it would leave it (the box stays inside)
+    origin = torch.stack((y0.clamp(max=height - heights), x0.clamp(max=width - widths)), dim=1)
+    sizes = torch.stack((heights, widths), dim=1)
+    training = torch.is_grad_enabled() and (bases.requires_grad or coef.requires_grad)
+    if training:  # may move windows further up or left, onto the map at their chunk's size
+        logits = _blend_chunks(bases, im_inds, boxes, coef, r1, r2, mode, origin, sizes,
+                               max_elements, chunk_size)  # fmt: skip
+    win_h = int(heights.max()) if len(boxes) else 1
+    win_w = int(widths.max()) if len(boxes) else 1
+    ys = origin[:, 0, None] + torch.arange(win_h, device=device)
+    xs = origin[:, 1, None] + torch.arange(win_w, device=device)
+    # each window row's and column's band of the grid, -1 outside the box or the map
+    rows = _band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys).where(ys < height, -1)
+    cols = _band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs).where(xs < width, -1)
+    if not training:
+        logits = _blend_each(bases, im_inds, coef, r1, r2, mode, origin, heights, widths, rows,
+                             cols)  # fmt: skip
+    valid = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
+    return MaskWindows(logits=logits, valid=valid, origin=origin, sizes=sizes)
+
+
+def _blend_each(
+    bases: torch.Tensor,
+    im_inds: torch.Tensor,
+    coef: torch.Tensor,
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    mode: str,
+    origin: torch.Tensor,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
+    rows: torch.Tensor,
+    cols: torch.Tensor,
+) -> torch.Tensor:
+    """Inference: each instance on its own window, a strided view of the (channels-last)
+    map (no gather of window features); ``subregion``: each window row times the r1 cells
+    of its band (the grid is separable), then each pixel takes its column's
+    (``rows`` (N, Hw) and ``cols`` (N, Ww): the window rows' and columns' bands);
+    ``sum_sigmoid``: all r2·r1 cells. (N, Hw, Ww) logits, arbitrary past a window."""
+    num, win_h, win_w = len(coef), rows.shape[1], cols.shape[1]
+    out = bases.new_empty((num, win_h, win_w))
+    if num == 0:
+        return out
+    maps = bases.permute(0, 2, 3, 1)  # (B, h, w, K)
+    if int((heights * widths).sum()) * 4 > maps[0, :, :, 0].numel():
+        # windows covering more than a quarter of a map: one channels-last copy of the maps
+        # makes their rows contiguous; smaller ones are copied by the products themselves
+        maps = maps.contiguous()
+    num_cells, num_cols = (r1 * r2).tolist(), r1.tolist()
+    # a pixel outside the box takes cell 0 (its logit is not used)
+    cell_rows = rows.clamp(min=0) * r1[:, None]  # the first cell of each row's band
+    cell_cols = cols.clamp(min=0)
+    images, tops, lefts = im_inds.tolist(), origin[:, 0].tolist(), origin[:, 1].tolist()
+    for i, (h_i, w_i) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
+        window = maps[images[i], tops[i] : tops[i] + h_i, lefts[i] : lefts[i] + w_i]
+        if mode == "subregion":
+            # each row with the r1 cells of its band: (h, w, K) by (h, K, r1)
+            band = cell_rows[i, :h_i, None] + torch.arange(num_cols[i], device=maps.device)
+            scores = torch.bmm(window, coef[i][band].transpose(1, 2))  # (h, w, r1)
+            own = cell_cols[i, None, :w_i, None].expand(h_i, w_i, 1)
+            out[i, :h_i, :w_i] = scores.gather(2, own)[:, :, 0]
+        else:
+            scores = torch.matmul(window, coef[i, : num_cells[i]].t())  # (h, w, r2·r1)
+            prob = scores.sigmoid().sum(dim=2).clamp(0, 1)
+            out[i, :h_i, :w_i] = torch.logit(prob, eps=_LOGIT_EPS)
+    return out
+
+
+def _blend_chunks(
+    bases: torch.Tensor,
+    im_inds: torch.Tensor,
+    boxes: torch.Tensor,
+    coef: torch.Tensor,
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    mode: str,
+    origin: torch.Tensor,
+    sizes: torch.Tensor,
+    max_elements: int,
+    chunk_size: int,
+) -> torch.Tensor:
+    """Training: instances by increasing window size in chunks of at most ``chunk_size``,
+    each on windows of its largest size (moved onto the map), kept to
+    n·(K + cells)·Hw·Ww ≤ ``max_elements``; the window features of all chunks in one
+    ``index_select`` (its backward accumulates into one gradient of the map); ``subregion``
+    by row bands (:func:`_band_logits`). (N, max h, max w) logits, 0 past a window; the
+    windows' ``origin`` and ``sizes`` (N, 2) are updated to the chunks'."""
+    num_images, channels, height, width = bases.shape
+    device = bases.device
+    num = len(boxes)
+    heights, widths = sizes.clone().unbind(1)
+    win_h = int(heights.max()) if num else 1
+    win_w = int(widths.max()) if num else 1
     order = torch.argsort(heights * widths)
-    per_element = max(channels, coef.shape[1])
-    chunks, pixels, start = [], [], 0
-    while start < len(boxes):
+    cells_per_pixel = coef.shape[1] if mode == "sum_sigmoid" else int(r1.max()) if num else 1
+    per_element = channels + cells_per_pixel
+    chunks, start = [], 0
+    while start < num:
         idx = order[start : start + chunk_size]
         h_c, w_c = int(heights[idx].max()), int(widths[idx].max())
         idx = idx[: max(1, max_elements // (per_element * h_c * w_c))]
-        ys_c = y0[idx, None, None] + torch.arange(h_c, device=device)[:, None]
-        xs_c = x0[idx, None, None] + torch.arange(w_c, device=device)
-        rows = (im_inds[idx, None, None] * height + ys_c.clamp(max=height - 1)) * width
-        chunks.append((idx, ys_c, xs_c))
-        pixels.append((rows + xs_c.clamp(max=width - 1)).reshape(-1))
+        # the chunk's windows of one size on the map
+        origin[idx, 0] = origin[idx, 0].clamp(max=height - h_c)
+        origin[idx, 1] = origin[idx, 1].clamp(max=width - w_c)
+        sizes[idx] = torch.tensor([h_c, w_c], device=device)
+        chunks.append((idx, h_c, w_c))
         start += len(idx)
-    if torch.is_grad_enabled() and bases.requires_grad and chunks:
-        # one gather for all chunks: each separate gather's backward would allocate and add a
-        # gradient of the whole base table (the chunks' features are kept for backward anyway)
-        gathered = table.index_select(0, torch.cat(pixels)).split([len(p) for p in pixels])
-    else:  # inference: gather chunk by chunk, so only one chunk's features exist at a time
-        gathered = (table.index_select(0, p) for p in pixels)
-    logits = []
-    for (idx, ys_c, xs_c), feats in zip(chunks, gathered, strict=True):
-        h_c, w_c = ys_c.shape[1], xs_c.shape[2]
-        cells_c = subregion_index(boxes[idx], r1[idx], r2[idx], ys_c, xs_c)
-        feats = feats.view(len(idx), h_c * w_c, channels)
-        chunk = _cell_logits(feats, coef[idx], cells_c.flatten(1), (r1 * r2)[idx], mode)
-        logits.append(F.pad(chunk.view(len(idx), h_c, w_c), (0, win_w - w_c, 0, win_h - h_c)))
-    if logits:
-        out = torch.cat(logits)[torch.argsort(order)]
-    else:
-        out = (coef.sum() * 0 + bases.sum() * 0).expand(0, win_h, win_w)
-    return MaskWindows(logits=out, valid=valid, origin=origin)
+    out = bases.new_zeros((num, win_h, win_w))
+    if not chunks:  # connected to the inputs, so that a loss on no instance back-propagates
+        return out + coef.sum() * 0 + bases.sum() * 0
+    table = bases.permute(0, 2, 3, 1).reshape(num_images * height * width, channels)
+    pixels = []
+    for idx, h_c, w_c in chunks:
+        ys = origin[idx, 0, None, None] + torch.arange(h_c, device=device)[:, None]
+        xs = origin[idx, 1, None, None] + torch.arange(w_c, device=device)
+        pixels.append(((im_inds[idx, None, None] * height + ys) * width + xs).reshape(-1))
+    gathered = table.index_select(0, torch.cat(pixels)).split([len(p) for p in pixels])
+    for (idx, h_c, w_c), feats in zip(chunks, gathered, strict=True):
+        window = feats.view(len(idx), h_c, w_c, channels)
+        ys = origin[idx, 0, None] + torch.arange(h_c, device=device)
+        xs = origin[idx, 1, None] + torch.arange(w_c, device=device)
+        b = boxes[idx]
+        rows = _band(b[:, 1, None], b[:, 3, None], r2[idx, None], ys)
+        cols = _band(b[:, 0, None], b[:, 2, None], r1[idx, None], xs)
+        if mode == "subregion":
+            chunk = _band_logits(window, coef[idx], rows, cols, r1[idx])
+        else:
+            cells = torch.where(
+                (rows[:, :, None] >= 0) & (cols[:, None, :] >= 0),
+                rows[:, :, None] * r1[idx, None, None] + cols[:, None, :],
+                -1,
+            )
+            flat = window.reshape(len(idx), h_c * w_c, channels)
+            chunk = _cell_logits(flat, coef[idx], cells.flatten(1), (r1 * r2)[idx], mode)
+            chunk = chunk.view(len(idx), h_c, w_c)
+        out[idx, :h_c, :w_c] = chunk
+    return out
 
 
 def blend_full(
@@ -266,7 +401,13 @@ def resize_matrix(
 ) -> torch.Tensor:
     """(out_size, size) matrix of the resizes that bring one axis of the base map to the
     output: ×``stride`` linear upsampling, the first ``crop`` samples kept (the unpadded input),
-    then a linear resize to ``out_size`` (both ``align_corners=False``, as ``F.interpolate``)."""
+    then a linear resize to ``out_size`` (both ``align_corners=False``, as ``F.interpolate``).
+    Built once per setting (a video's frames share it): read-only."""
+    return _resize_matrix(int(size), int(stride), int(crop), int(out_size), str(device or "cpu"))
+
+
+@functools.lru_cache(maxsize=16)
+def _resize_matrix(size: int, stride: int, crop: int, out_size: int, device: str) -> torch.Tensor:
     eye = torch.eye(size, device=device)[None]
     up = F.interpolate(eye, scale_factor=stride, mode="linear", align_corners=False)[0, :, :crop]
     eye = torch.eye(crop, device=device)[None]
@@ -315,36 +456,32 @@ def frame_masks(
     reaches are computed, so the cost follows the instances' sizes, not N·H·W."""
     if threshold <= 0:
         raise ValueError(f"the mask threshold must be positive, not {threshold}")
-    probs = windows.probs()
-    num, win_h, win_w = probs.shape
+    num, win_h, win_w = windows.logits.shape
     out_h, base_h = rows.shape
     out_w, base_w = cols.shape
-    device = probs.device
+    device = windows.logits.device
     masks = torch.zeros(num, out_h, out_w, dtype=torch.bool, device=device)
     if num == 0:
         return masks
-    # off-map window pixels have probability 0, so clamping their source index adds nothing
-    ys = (windows.origin[:, 0, None] + torch.arange(win_h, device=device)).clamp(max=base_h - 1)
-    xs = (windows.origin[:, 1, None] + torch.arange(win_w, device=device)).clamp(max=base_w - 1)
-    in_box_rows, in_box_cols = windows.valid.any(dim=2), windows.valid.any(dim=1)
-    has_pixels = in_box_rows.any(dim=1)
-    height = torch.where(in_box_rows, torch.arange(win_h, device=device), -1).amax(dim=1) + 1
-    width = torch.where(in_box_cols, torch.arange(win_w, device=device), -1).amax(dim=1) + 1
-    last_y = ys.gather(1, (height - 1).clamp(min=0)[:, None])[:, 0]
-    last_x = xs.gather(1, (width - 1).clamp(min=0)[:, None])[:, 0]
-    top, bottom = _output_span(rows, ys[:, 0], last_y)
-    left, right = _output_span(cols, xs[:, 0], last_x)
-    visible = has_pixels & (bottom >= top) & (right >= left)
-    if not bool(visible.any()):
-        return masks
-    span_h = int((bottom - top + 1)[visible].max())
-    span_w = int((right - left + 1)[visible].max())
-    out_rows = (top[:, None] + torch.arange(span_h, device=device)).clamp(max=out_h - 1)
-    out_cols = (left[:, None] + torch.arange(span_w, device=device)).clamp(max=out_w - 1)
-    row_weights = rows[out_rows[:, :, None], ys[:, None, :]]  # (N, span_h, win_h)
-    col_weights = cols[out_cols[:, :, None], xs[:, None, :]]  # (N, span_w, win_w)
-    resized = row_weights @ probs @ col_weights.transpose(1, 2)
-    inst = torch.arange(num, device=device)[:, None, None]
-    # clamped duplicates at the border carry the same value, so write order does not matter
-    masks[inst, out_rows[:, :, None], out_cols[:, None, :]] = resized >= threshold
+    y0, x0 = windows.origin.unbind(1)
+    if windows.sizes is None:
+        height, width = torch.full_like(y0, win_h), torch.full_like(x0, win_w)
+    else:
+        height, width = windows.sizes.unbind(1)
+    # each window up to the map's edge (nothing off the map is valid)
+    height = torch.minimum(height, base_h - y0).clamp(min=0)
+    width = torch.minimum(width, base_w - x0).clamp(min=0)
+    top, bottom = _output_span(rows, y0.clamp(max=base_h - 1), (y0 + height - 1).clamp(min=0))
+    left, right = _output_span(cols, x0.clamp(max=base_w - 1), (x0 + width - 1).clamp(min=0))
+    visible = (height > 0) & (width > 0) & (bottom >= top) & (right >= left)
+    spans = torch.stack((top, bottom + 1, left, right + 1, y0, x0, height, width), 1)
+    for i, (top_i, bottom_i, left_i, right_i, row, col, h, w) in zip(
+        visible.nonzero()[:, 0].tolist(), spans[visible].tolist(), strict=True
+    ):
+        # the window's probabilities, resized by the bands of the matrices that reach it
+        probs = torch.where(windows.valid[i, :h, :w], windows.logits[i, :h, :w].sigmoid(), 0.0)
+        resized = (
+            rows[top_i:bottom_i, row : row + h] @ probs @ cols[left_i:right_i, col : col + w].t()
+        )
+        masks[i, top_i:bottom_i, left_i:right_i] = resized >= threshold
     return masks
