@@ -61,7 +61,14 @@ class _TorchScriptGraph:
 class _OnnxGraph:
     def __init__(self, path: Path, input_names: list[str], device: torch.device):
         ort = require_module("onnxruntime", "running an ONNX export")
-        self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        options = ort.SessionOptions()
+        # as many threads as torch's, which do not spin once a graph is done: the Python
+        # post-processing that follows runs on the same cores
+        options.intra_op_num_threads = torch.get_num_threads()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self.session = ort.InferenceSession(
+            str(path), options, providers=["CPUExecutionProvider"]
+        )
         self.input_names = input_names
         self.device = device
 

@@ -80,6 +80,8 @@ class VISModel(nn.Module, metaclass=ABCMeta):
     # that is the detector's post-processing (top-k, NMS)
     benchmark_head_groups: ClassVar[tuple[str, ...]] = ()
     benchmark_postprocess_part: ClassVar[str] = ""
+    # the part that assembles the masks of the detections (windows, paste, resize)
+    benchmark_assembly_part: ClassVar[str] = ""
 
     def __init__(
         self,

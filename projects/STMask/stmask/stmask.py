@@ -79,6 +79,7 @@ class STMask(VISModel):
     ]
     benchmark_head_groups = ("mask", "temporal", "tracker")
     benchmark_postprocess_part = "postprocess"
+    benchmark_assembly_part = "mask"
 
     @configurable
     def __init__(

@@ -81,6 +81,7 @@ class SipMaskVIS(VISModel):
     ]
     benchmark_head_groups = ("mask", "track", "tracker")
     benchmark_postprocess_part = "fcos/postprocess"
+    benchmark_assembly_part = "mask/assemble"
 
     @configurable
     def __init__(

@@ -47,6 +47,7 @@ class SGNet(VISModel):
     display_name = "SG-Net"
     benchmark_head_groups = ("mask", "movement", "tracker")
     benchmark_postprocess_part = "fcos/postprocess"
+    benchmark_assembly_part = "mask/assemble"
     benchmark_layout = [
         ("backbone", "backbone + FPN"),
         ("fcos", "FCOS head + post-processing"),
