@@ -12,13 +12,12 @@ from torch.nn import functional as F
 from vis_d2.config import add_sgnet_config
 from vis_d2.modeling.mask_windows import (
     MaskWindows,
+    assemble_masks,
     blend,
     blend_full,
-    frame_masks,
     gt_windows,
     mask_loss,
     paste_windows,
-    resize_matrix,
     subregion_index,
 )
 from vis_d2.modeling.sgnet.base_mask import BaseMaskModule
@@ -207,11 +206,9 @@ def test_blend_windows_match_full_map(mode):
         assert (g - g_full).abs().max() < 1e-5
 
 
-@pytest.mark.parametrize("mode", ["subregion", "sum_sigmoid"])
-def test_inference_and_training_paths_equal_the_full_map_at_every_edge(mode):
-    """Inference (one window per instance) and training (chunks of similar windows, moved
-    onto the map at their chunk's size) give the masks of the whole-map reference for boxes
-    of every size, across every edge of the map, wholly off it and thinner than a pixel."""
+def _edge_scene():
+    """:func:`_scene` with 27 boxes and 7 more across every edge of the map, larger than it,
+    wholly off it and thinner than a pixel."""
     bases, im_inds, boxes, coef, r1, r2 = _scene(num_per_image=(14, 13), seed=3)
     extra = torch.tensor(
         [
@@ -229,6 +226,15 @@ def test_inference_and_training_paths_equal_the_full_map_at_every_edge(mode):
     coef = torch.cat((coef, coef[: len(extra)].flip(0)))
     r1 = torch.cat((r1, torch.tensor([6, 5, 2, 3, 1, 2, 6])))
     r2 = torch.cat((r2, torch.tensor([6, 4, 3, 2, 2, 1, 1])))
+    return bases, im_inds, boxes, coef, r1, r2
+
+
+@pytest.mark.parametrize("mode", ["subregion", "sum_sigmoid"])
+def test_inference_and_training_paths_equal_the_full_map_at_every_edge(mode):
+    """Inference (one window per instance) and training (chunks of similar windows, moved
+    onto the map at their chunk's size) give the masks of the whole-map reference for boxes
+    of every size, across every edge of the map, wholly off it and thinner than a pixel."""
+    bases, im_inds, boxes, coef, r1, r2 = _edge_scene()
     full = blend_full(bases, im_inds, boxes, coef, r1, r2, mode)
     with torch.no_grad():
         inference = blend(bases, im_inds, boxes, coef, r1, r2, mode)
@@ -298,37 +304,55 @@ def test_blend_no_instances():
     assert bases.grad is not None and (bases.grad == 0).all()
 
 
+def _resized_reference(probs, stride, in_size, out_size):
+    """Whole base maps (N, h, w) upsampled ×stride, cropped to the input and resized."""
+    probs = F.interpolate(probs[:, None], scale_factor=stride, mode="bilinear")
+    return F.interpolate(probs[:, :, : in_size[0], : in_size[1]], size=out_size, mode="bilinear")[
+        :, 0
+    ]
+
+
+@pytest.mark.parametrize("mode", ["subregion", "sum_sigmoid"])
 @pytest.mark.parametrize(
     "in_size, out_size",
     [((40, 48), (40, 48)), ((37, 45), (90, 101)), ((33, 47), (21, 30)), ((40, 41), (64, 64))],
 )
-def test_frame_masks_equal_resizing_whole_maps(in_size, out_size):
-    """Windows resized and thresholded on their own span equal the whole-map route: paste on
-    the base map, ×2 upsampling, crop to the unpadded input, resize, threshold. Covers up- and
-    down-sizing, a box past the map's edge and boxes in the padding that the crop removes."""
-    bases, im_inds, boxes, coef, r1, r2 = _scene()
+def test_assemble_masks_equal_blending_and_resizing_whole_maps(mode, in_size, out_size):
+    """Inference masks, each blended on its box and resized on its own span, equal the
+    whole-map route: the whole-map blend, ×2 upsampling, crop to the unpadded input, resize,
+    threshold. Covers up- and down-sizing, boxes across every edge, off the map, without a
+    pixel centre, in the padding that the crop removes, and both blenders."""
+    bases, im_inds, boxes, coef, r1, r2 = _edge_scene()
     boxes[1] = torch.tensor([20.5, 17.0, 23.9, 19.8])  # mostly in the padding for odd inputs
-    windows = blend(bases, im_inds, boxes, coef * 3, r1, r2)
-    (in_h, in_w), (out_h, out_w) = in_size, out_size
-    probs = paste_windows(windows, 20, 24)[:, None]
-    probs = F.interpolate(probs, scale_factor=2, mode="bilinear", align_corners=False)
-    probs = F.interpolate(probs[:, :, :in_h, :in_w], size=out_size, mode="bilinear")[:, 0]
-    rows = resize_matrix(20, 2, in_h, out_h)
-    cols = resize_matrix(24, 2, in_w, out_w)
+    coef = coef * 3 if mode == "subregion" else coef * 0.5 - 1
+    probs = _resized_reference(blend_full(bases, im_inds, boxes, coef, r1, r2, mode), 2, in_size,
+                               out_size)  # fmt: skip
     for threshold in (0.5, 0.2, 0.9):
         expected = probs >= threshold
-        masks = frame_masks(windows, rows, cols, threshold)
+        masks = assemble_masks(bases, im_inds, boxes, coef, r1, r2, stride=2, input_size=in_size,
+                               output_size=out_size, threshold=threshold, mode=mode)  # fmt: skip
         assert masks.shape == expected.shape and masks.dtype == torch.bool
         near_threshold = (probs - threshold).abs() < 1e-5  # summation order may differ there
         assert torch.equal(masks[~near_threshold], expected[~near_threshold])
-        # windows without their sizes are resized over their whole padded extent: the same
-        padded = MaskWindows(windows.logits, windows.valid, windows.origin)
-        assert torch.equal(frame_masks(padded, rows, cols, threshold), masks)
-    assert (probs >= 0.2).any(dim=(1, 2)).sum() >= 5  # not a comparison of empty masks
-    empty = MaskWindows(windows.logits[:0], windows.valid[:0], windows.origin[:0])
-    assert frame_masks(empty, rows, cols, 0.5).shape == (0, out_h, out_w)
+    assert (probs >= 0.2).any(dim=(1, 2)).sum() >= 20  # not a comparison of empty masks
+    assert not (probs >= 0.2)[-4:-1].any()  # off the map or without a pixel centre
+
+
+def test_assemble_masks_edge_cases():
+    bases, im_inds, boxes, coef, r1, r2 = _scene()
+    kwargs = {"stride": 2, "input_size": (40, 48), "output_size": (30, 50)}
+    empty = torch.zeros(0, dtype=torch.long)
+    none = assemble_masks(bases, empty, boxes[:0], coef[:0], empty, empty, threshold=0.5, **kwargs)
+    assert none.shape == (0, 30, 50) and none.dtype == torch.bool
     with pytest.raises(ValueError, match="positive"):
-        frame_masks(windows, rows, cols, 0.0)
+        assemble_masks(bases, im_inds, boxes, coef, r1, r2, threshold=0.0, **kwargs)
+    with pytest.raises(ValueError, match="blender mode"):
+        assemble_masks(bases, im_inds, boxes, coef, r1, r2, threshold=0.5, mode="max", **kwargs)
+    # under bf16 autocast the masks are still assembled in fp32
+    fp32 = assemble_masks(bases, im_inds, boxes, coef, r1, r2, threshold=0.5, **kwargs)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = assemble_masks(bases, im_inds, boxes, coef, r1, r2, threshold=0.5, **kwargs)
+    assert fp32.any() and torch.equal(mixed, fp32)
 
 
 def test_gt_windows():

@@ -22,13 +22,12 @@ from torch.nn import functional as F
 __all__ = [
     "BLEND_MODES",
     "MaskWindows",
+    "assemble_masks",
     "blend",
     "blend_full",
-    "frame_masks",
     "gt_masks_on_basis",
     "gt_windows",
     "mask_loss",
-    "output_masks",
     "paste_windows",
     "resize_matrix",
     "subregion_index",
@@ -238,17 +237,33 @@ def _blend_each(
     # copies the features of ~7x their pixels for boxes of 32-256 px
     for i, (h_i, w_i) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
         window = maps[images[i], tops[i] : tops[i] + h_i, lefts[i] : lefts[i] + w_i]
-        if mode == "subregion":
-            # each row with the r1 cells of its band: (h, w, K) by (h, K, r1)
-            band = cell_rows[i, :h_i, None] + torch.arange(num_cols[i], device=maps.device)
-            scores = torch.bmm(window, coef[i][band].transpose(1, 2))  # (h, w, r1)
-            own = cell_cols[i, None, :w_i, None].expand(h_i, w_i, 1)
-            out[i, :h_i, :w_i] = scores.gather(2, own)[:, :, 0]
-        else:
-            scores = torch.matmul(window, coef[i, : num_cells[i]].t())  # (h, w, r2·r1)
-            prob = scores.sigmoid().sum(dim=2).clamp(0, 1)
-            out[i, :h_i, :w_i] = torch.logit(prob, eps=_LOGIT_EPS)
+        out[i, :h_i, :w_i] = _window_logits(
+            window, coef[i], cell_rows[i, :h_i], cell_cols[i, :w_i], num_cols[i], num_cells[i], mode
+        )
     return out
+
+
+def _window_logits(
+    window: torch.Tensor,
+    coef: torch.Tensor,
+    cell_rows: torch.Tensor,
+    cell_cols: torch.Tensor,
+    num_cols: int,
+    num_cells: int,
+    mode: str,
+) -> torch.Tensor:
+    """One instance's (h, w) logits on its window features (h, w, K) (a view of the map):
+    ``subregion``: each row times the r1 (``num_cols``) cells of its band, from
+    ``cell_rows`` (h,) on (the grid is separable: (h, w, K) by (h, K, r1)), then each pixel
+    takes its column's cell (``cell_cols`` (w,)); ``sum_sigmoid``: all r2·r1 (``num_cells``)
+    cells of ``coef`` (R, K)."""
+    if mode == "subregion":
+        band = cell_rows[:, None] + torch.arange(num_cols, device=window.device)
+        scores = torch.bmm(window, coef[band].transpose(1, 2))  # (h, w, r1)
+        own = cell_cols[None, :, None].expand(len(cell_rows), len(cell_cols), 1)
+        return scores.gather(2, own)[:, :, 0]
+    scores = torch.matmul(window, coef[:num_cells].t())  # (h, w, r2·r1)
+    return torch.logit(scores.sigmoid_().sum(dim=2).clamp_(0, 1), eps=_LOGIT_EPS)
 
 
 def _blend_chunks(
@@ -431,60 +446,79 @@ def _output_span(
     return lowest[first.clamp(max=reach)], highest[last.clamp(max=reach)].where(first <= reach, -1)
 
 
-def output_masks(
-    windows: MaskWindows,
-    basis_size: tuple[int, int],
+def assemble_masks(
+    bases: torch.Tensor,
+    im_inds: torch.Tensor,
+    boxes: torch.Tensor,
+    coef: torch.Tensor,
+    r1: torch.Tensor,
+    r2: torch.Tensor,
+    *,
     stride: int,
     input_size: tuple[int, int],
     output_size: tuple[int, int],
     threshold: float,
+    mode: str = "subregion",
 ) -> torch.Tensor:
-    """Bool masks (N, H, W) at the ``output_size`` (H, W) of the windows on an (h, w)
-    ``basis_size`` map of stride ``stride``, for an ``input_size`` network input: upsampled
-    ×stride, cropped to the input, resized to the output and thresholded (:func:`frame_masks`)."""
-    device = windows.logits.device
-    rows = resize_matrix(basis_size[0], stride, input_size[0], output_size[0], device)
-    cols = resize_matrix(basis_size[1], stride, input_size[1], output_size[1], device)
-    return frame_masks(windows, rows, cols, threshold)
-
-
-def frame_masks(
-    windows: MaskWindows, rows: torch.Tensor, cols: torch.Tensor, threshold: float
-) -> torch.Tensor:
-    """Bool masks (N, H, W) at output resolution: each window's :meth:`MaskWindows.probs`
-    resized by the (H, h) ``rows`` and (W, w) ``cols`` matrices of :func:`resize_matrix`
-    (h, w: the base map) and compared with ``threshold`` (> 0). Equal to pasting the windows
-    on the base map, resizing whole maps and thresholding, but only the output pixels a window
-    reaches are computed, so the cost follows the instances' sizes, not N·H·W."""
+    """Inference: bool masks (N, H, W) at the ``output_size`` (H, W) of the instances that
+    :func:`blend` describes (same arguments; ``bases`` of stride ``stride`` px, for an
+    ``input_size`` network input), each blended on the base-map pixels whose centre is in its
+    box, upsampled ×stride, cropped to the input, resized to the output and compared with
+    ``threshold`` (> 0). Equal to :func:`blend`, :func:`paste_windows`, whole-map resizes and
+    the threshold, but each instance is computed on its box alone and resized by the bands of
+    the resize matrices (:func:`resize_matrix`) that reach it, so the cost follows the
+    instances' sizes, not N·H·W, and no padded window is built."""
+    _check_mode(mode)
     if threshold <= 0:
         raise ValueError(f"the mask threshold must be positive, not {threshold}")
-    num, win_h, win_w = windows.logits.shape
-    out_h, base_h = rows.shape
-    out_w, base_w = cols.shape
-    device = windows.logits.device
-    masks = torch.zeros(num, out_h, out_w, dtype=torch.bool, device=device)
+    if torch.is_autocast_enabled(bases.device.type):
+        with torch.autocast(bases.device.type, enabled=False):
+            return assemble_masks(
+                bases.float(), im_inds, boxes.float(), coef.float(), r1, r2, stride=stride,
+                input_size=input_size, output_size=output_size, threshold=threshold, mode=mode,
+            )  # fmt: skip
+    num, device = len(boxes), bases.device
+    height, width = bases.shape[-2:]
+    masks = torch.zeros((num, *output_size), dtype=torch.bool, device=device)
     if num == 0:
         return masks
-    y0, x0 = windows.origin.unbind(1)
-    if windows.sizes is None:
-        height, width = torch.full_like(y0, win_h), torch.full_like(x0, win_w)
-    else:
-        height, width = windows.sizes.unbind(1)
-    # each window up to the map's edge (nothing off the map is valid)
-    height = torch.minimum(height, base_h - y0).clamp(min=0)
-    width = torch.minimum(width, base_w - x0).clamp(min=0)
-    top, bottom = _output_span(rows, y0.clamp(max=base_h - 1), (y0 + height - 1).clamp(min=0))
-    left, right = _output_span(cols, x0.clamp(max=base_w - 1), (x0 + width - 1).clamp(min=0))
-    visible = (height > 0) & (width > 0) & (bottom >= top) & (right >= left)
-    spans = torch.stack((top, bottom + 1, left, right + 1, y0, x0, height, width), 1)
-    # per instance, as the windows differ in size (see _blend_each)
-    for i, (top_i, bottom_i, left_i, right_i, row, col, h, w) in zip(
+    rows_m = resize_matrix(height, stride, input_size[0], output_size[0], device)
+    cols_m = resize_matrix(width, stride, input_size[1], output_size[1], device)
+    # the pixels whose centre is in the box (x1 ≤ u + 0.5 < x2), on the map
+    x0 = (boxes[:, 0] - 0.5).ceil().clamp(0, width).long()
+    y0 = (boxes[:, 1] - 0.5).ceil().clamp(0, height).long()
+    x_end = (boxes[:, 2] - 0.5).ceil().clamp(0, width).long()
+    y_end = (boxes[:, 3] - 0.5).ceil().clamp(0, height).long()
+    heights, widths = (y_end - y0).clamp(min=0), (x_end - x0).clamp(min=0)
+    top, bottom = _output_span(rows_m, y0.clamp(max=height - 1), (y_end - 1).clamp(min=0))
+    left, right = _output_span(cols_m, x0.clamp(max=width - 1), (x_end - 1).clamp(min=0))
+    visible = (heights > 0) & (widths > 0) & (bottom >= top) & (right >= left)
+    if not bool(visible.any()):
+        return masks
+    # each box row's and column's band of the grid (every one is in the box)
+    win_h, win_w = int(heights.max()), int(widths.max())
+    ys = y0[:, None] + torch.arange(win_h, device=device)
+    xs = x0[:, None] + torch.arange(win_w, device=device)
+    cell_rows = _band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys).clamp(min=0)
+    cell_rows = cell_rows * r1[:, None]  # the first cell of each row's band
+    cell_cols = _band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs).clamp(min=0)
+    maps = bases.permute(0, 2, 3, 1)  # (B, h, w, K)
+    if int((heights * widths).sum()) * 4 > height * width:
+        # boxes covering more than a quarter of a map: one channels-last copy of the maps
+        # makes their rows contiguous; smaller ones are copied by the products themselves
+        maps = maps.contiguous()
+    spans = torch.stack((im_inds, y0, x0, heights, widths, r1, r1 * r2, top, bottom + 1,
+                         left, right + 1), dim=1)  # fmt: skip
+    # a loop, not one batched product: boxes differ in size, and padding them to one size
+    # copies the features of ~7x their pixels for boxes of 32-256 px
+    for i, (image, row, col, h, w, cols_i, cells_i, out_t, out_b, out_l, out_r) in zip(
         visible.nonzero()[:, 0].tolist(), spans[visible].tolist(), strict=True
     ):
-        # the window's probabilities, resized by the bands of the matrices that reach it
-        probs = torch.where(windows.valid[i, :h, :w], windows.logits[i, :h, :w].sigmoid(), 0.0)
-        resized = (
-            rows[top_i:bottom_i, row : row + h] @ probs @ cols[left_i:right_i, col : col + w].t()
-        )
-        masks[i, top_i:bottom_i, left_i:right_i] = resized >= threshold
+        window = maps[image, row : row + h, col : col + w]  # (h, w, K)
+        probs = _window_logits(
+            window, coef[i], cell_rows[i, :h], cell_cols[i, :w], cols_i, cells_i, mode
+        ).sigmoid_()
+        resized = rows_m[out_t:out_b, row : row + h] @ probs
+        resized = resized @ cols_m[out_l:out_r, col : col + w].t()
+        torch.ge(resized, threshold, out=masks[i, out_t:out_b, out_l:out_r])
     return masks

@@ -15,11 +15,11 @@ from torch.nn import functional as F
 from vis_d2.layers import fast_nms
 from vis_d2.modeling.common import tracked_frame
 from vis_d2.modeling.mask_windows import (
+    assemble_masks,
     blend,
     gt_masks_on_basis,
     gt_windows,
     mask_loss,
-    output_masks,
 )
 from vis_d2.modeling.meta_arch import VISModel
 from vis_d2.modeling.tracking import MemoryTracker, Tracker, build_tracker
@@ -489,16 +489,17 @@ class STMask(VISModel):
     def _masks(self, instances: Instances, protos: torch.Tensor, input_size, output_size):
         """Bool masks at the output size of σ(prototypes · tanh(coefficients)) in the boxes."""
         one = _one_grid(len(instances), self.device)
-        windows = blend(
+        return assemble_masks(
             protos,
             torch.zeros_like(one),
             instances.pred_boxes.tensor / PROTO_STRIDE,
             torch.tanh(instances.coefficients)[:, None],
             one,
             one,
-        )
-        return output_masks(
-            windows, protos.shape[-2:], PROTO_STRIDE, input_size, output_size, self.mask_thresh
+            stride=PROTO_STRIDE,
+            input_size=input_size,
+            output_size=output_size,
+            threshold=self.mask_thresh,
         )
 
     # ------------------------------------------------------------------------------- export

@@ -19,11 +19,11 @@ from vis_d2.modeling.fcos import (
     force_detections,
 )
 from vis_d2.modeling.mask_windows import (
+    assemble_masks,
     blend,
     gt_masks_on_basis,
     gt_windows,
     mask_loss,
-    output_masks,
 )
 from vis_d2.modeling.meta_arch import VISModel
 from vis_d2.modeling.tracking import Tracker, build_tracker
@@ -322,14 +322,17 @@ class SipMaskVIS(VISModel):
         if len(det):
             coef = self.detection_coefficients(head["coefficients"], det)
             size = torch.full_like(im_inds, self.sub_regions)
-            windows = blend(bases, im_inds, boxes / BASIS_STRIDE, coef, size, size)
-            masks = output_masks(
-                windows,
-                bases.shape[-2:],
-                BASIS_STRIDE,
-                (in_h, in_w),
-                (out_h, out_w),
-                self.mask_thresh,
+            masks = assemble_masks(
+                bases,
+                im_inds,
+                boxes / BASIS_STRIDE,
+                coef,
+                size,
+                size,
+                stride=BASIS_STRIDE,
+                input_size=(in_h, in_w),
+                output_size=(out_h, out_w),
+                threshold=self.mask_thresh,
             )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)

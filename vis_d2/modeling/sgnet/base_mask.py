@@ -74,7 +74,8 @@ class BaseMaskModule(nn.Module):
 
     def forward(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         """``features``: name → (B, C, H_l, W_l) → bases (B, out_channels, upsample·H_0,
-        upsample·W_0) ≥ 0, with (H_0, W_0) the size of the first input feature (P3)."""
+        upsample·W_0) ≥ 0 (channels-last when upsampled), with (H_0, W_0) the size of the first
+        input feature (P3)."""
         maps = [features[f] for f in self.in_features]
         size = maps[0].shape[-2:]
         maps = [maps[0]] + [
@@ -82,5 +83,8 @@ class BaseMaskModule(nn.Module):
         ]
         x = self.tower(torch.cat(maps, dim=1))
         if self.upsample != 1:
+            # in channels-last layout: the mask assembly reads the K values of a pixel together
+            # (mask_windows), and this upsampling is faster so than channels-first
+            x = x.contiguous(memory_format=torch.channels_last)
             x = F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
         return x

@@ -12,9 +12,16 @@ import functools
 import torch
 from torch.nn import functional as F
 
-from ..mask_windows import MaskWindows, blend
+from ..mask_windows import MaskWindows, assemble_masks, blend
 
-__all__ = ["grid_sizes", "instance_windows", "pool_coefficients", "pool_matrix"]
+__all__ = [
+    "grid_sizes",
+    "instance_grids",
+    "instance_masks",
+    "instance_windows",
+    "pool_coefficients",
+    "pool_matrix",
+]
 
 
 def grid_sizes(
@@ -54,6 +61,16 @@ def pool_coefficients(
     return torch.bmm(mats[inverse], coef)
 
 
+def instance_grids(
+    coef: torch.Tensor, boxes: torch.Tensor, *, max_div: int, unit: float, master_grid: int = 6
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Master-grid coefficients ``coef`` (N, master², K) and boxes (N, 4) x1, y1, x2, y2 in
+    input pixels → the pooled cell coefficients (N, R, K) of their Eq. 1 grids and the grids'
+    columns r1 and rows r2 (N,)."""
+    r1, r2 = grid_sizes(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], max_div, unit)
+    return pool_coefficients(coef, r1, r2, master_grid), r1, r2
+
+
 def instance_windows(
     bases: torch.Tensor,
     coef: torch.Tensor,
@@ -69,6 +86,43 @@ def instance_windows(
     """The blender end to end for N instances: master-grid coefficients ``coef`` (N, master²,
     K) and boxes (N, 4) x1, y1, x2, y2 in input pixels → their Eq. 1 grids, pooled cell
     coefficients and mask windows on the (B, K, h, w) base maps of stride ``base_stride``."""
-    r1, r2 = grid_sizes(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1], max_div, unit)
-    pooled = pool_coefficients(coef, r1, r2, master_grid)
+    pooled, r1, r2 = instance_grids(
+        coef, boxes, max_div=max_div, unit=unit, master_grid=master_grid
+    )
     return blend(bases, im_inds, boxes / base_stride, pooled, r1, r2, mode=mode)
+
+
+def instance_masks(
+    bases: torch.Tensor,
+    coef: torch.Tensor,
+    im_inds: torch.Tensor,
+    boxes: torch.Tensor,
+    *,
+    max_div: int,
+    unit: float,
+    master_grid: int = 6,
+    mode: str = "subregion",
+    base_stride: int = 2,
+    input_size: tuple[int, int],
+    output_size: tuple[int, int],
+    threshold: float,
+) -> torch.Tensor:
+    """Inference: the masks of :func:`instance_windows` (same arguments) as bool (N, H, W) at
+    the ``output_size`` of an ``input_size`` input, thresholded at ``threshold``
+    (:func:`~vis_d2.modeling.mask_windows.assemble_masks`)."""
+    pooled, r1, r2 = instance_grids(
+        coef, boxes, max_div=max_div, unit=unit, master_grid=master_grid
+    )
+    return assemble_masks(
+        bases,
+        im_inds,
+        boxes / base_stride,
+        pooled,
+        r1,
+        r2,
+        stride=base_stride,
+        input_size=input_size,
+        output_size=output_size,
+        threshold=threshold,
+        mode=mode,
+    )

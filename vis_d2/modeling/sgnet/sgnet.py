@@ -13,11 +13,11 @@ from torch import nn
 from ...utils.benchmark import BoxSizes, Probe
 from ..common import cap_per_image, tracked_frame
 from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_box_sizes, force_detections
-from ..mask_windows import gt_masks_on_basis, gt_windows, mask_loss, output_masks
+from ..mask_windows import gt_masks_on_basis, gt_windows, mask_loss
 from ..meta_arch import VISModel
 from ..tracking import Tracker, build_tracker
 from .base_mask import BaseMaskModule
-from .blender import instance_windows
+from .blender import instance_masks, instance_windows
 from .graphs import FrameGraph, MaskGraph, MovementGraph, split_frame_outputs
 from .movement_head import MovementHead, movement_loss, movement_targets
 from .spatial_attention import SpatialAttention
@@ -259,7 +259,7 @@ class SGNet(VISModel):
         if len(det):
             *towers, bases = graphs["mask"](*features)
             coef = self.sam.coefficients(towers, im_inds, det.fpn_levels, det.loc_inds)
-            windows = instance_windows(
+            masks = instance_masks(
                 bases,
                 coef,
                 im_inds,
@@ -269,14 +269,9 @@ class SGNet(VISModel):
                 master_grid=self.master_grid,
                 mode=self.blender,
                 base_stride=BASE_STRIDE,
-            )
-            masks = output_masks(
-                windows,
-                bases.shape[-2:],
-                BASE_STRIDE,
-                (in_h, in_w),
-                (out_h, out_w),
-                self.mask_thresh,
+                input_size=(in_h, in_w),
+                output_size=(out_h, out_w),
+                threshold=self.mask_thresh,
             )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
