@@ -50,9 +50,14 @@ def require_module(name: str, purpose: str) -> ModuleType:
 
 class _TorchScriptGraph:
     def __init__(self, path: Path, device: torch.device):
-        with warnings.catch_warnings():  # torch's deprecation notice of TorchScript loading
-            warnings.filterwarnings("ignore", r"`torch\.jit\.load` is deprecated", FutureWarning)
+        with warnings.catch_warnings():  # torch's deprecation notices of TorchScript
+            warnings.filterwarnings("ignore", r"`torch\.jit\.\w+` is deprecated", FutureWarning)
             self.module = torch.jit.load(str(path), map_location=device)
+            if device.type == "cpu":
+                # weights folded in as constants and the convolutions run through oneDNN
+                # (conv-bn folding, fused activations): ~0.9x the eager latency of SG-Net R-50
+                # at 640x360 on 2 cores, where the unfrozen module takes about as long as eager
+                self.module = torch.jit.optimize_for_inference(torch.jit.freeze(self.module.eval()))
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
         return tuple(self.module(*inputs))
@@ -66,9 +71,7 @@ class _OnnxGraph:
         # post-processing that follows runs on the same cores
         options.intra_op_num_threads = torch.get_num_threads()
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(
-            str(path), options, providers=["CPUExecutionProvider"]
-        )
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_names = input_names
         self.device = device
 
