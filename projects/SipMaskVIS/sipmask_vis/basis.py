@@ -13,7 +13,7 @@ class BasisModule(nn.Module):
     """``forward(towers)``: the box-tower outputs of the first levels, (B, C, H_l, W_l) each,
     bilinearly resized to the first level's size and concatenated → 1×1 conv → ``dim``, ReLU,
     3×3 conv → ``num_bases``, ReLU, bilinear ×``upsample`` → (B, num_bases, upsample·H_0,
-    upsample·W_0): stride 2 on P3 with the default ×4."""
+    upsample·W_0) channels-last: stride 2 on P3 with the default ×4."""
 
     def __init__(self, in_channels: int, dim: int = 512, num_bases: int = 32, upsample: int = 4):
         super().__init__()
@@ -30,4 +30,6 @@ class BasisModule(nn.Module):
             F.interpolate(t, size=size, mode="bilinear", align_corners=False) for t in towers[1:]
         ]
         x = torch.relu(self.output(torch.relu(self.lateral(torch.cat(maps, dim=1)))))
+        # channels-last, as the mask assembly reads the K values of a pixel together
+        x = x.contiguous(memory_format=torch.channels_last)
         return F.interpolate(x, scale_factor=self.upsample, mode="bilinear", align_corners=False)
