@@ -505,7 +505,8 @@ def assemble_masks(
     maps = bases.permute(0, 2, 3, 1)  # (B, h, w, K)
     if int((heights * widths).sum()) * 4 > height * width:
         # boxes covering more than a quarter of a map: one channels-last copy of the maps
-        # makes their rows contiguous; smaller ones are copied by the products themselves
+        # (none when they are channels-last already, as the base modules return them) makes
+        # their rows contiguous; smaller ones are copied by the products themselves
         maps = maps.contiguous()
     spans = torch.stack((im_inds, y0, x0, heights, widths, r1, r1 * r2, top, bottom + 1,
                          left, right + 1), dim=1)  # fmt: skip
