@@ -29,7 +29,6 @@ __all__ = [
     "gt_windows",
     "mask_loss",
     "paste_windows",
-    "resize_matrix",
     "subregion_index",
 ]
 
@@ -237,8 +236,9 @@ def _blend_each(
     # copies the features of ~7x their pixels for boxes of 32-256 px
     for i, (h_i, w_i) in enumerate(zip(heights.tolist(), widths.tolist(), strict=True)):
         window = maps[images[i], tops[i] : tops[i] + h_i, lefts[i] : lefts[i] + w_i]
+        bands = cell_rows[i, :h_i, None] + torch.arange(num_cols[i], device=maps.device)
         out[i, :h_i, :w_i] = _window_logits(
-            window, coef[i], cell_rows[i, :h_i], cell_cols[i, :w_i], num_cols[i], num_cells[i], mode
+            window, coef[i], bands, cell_cols[i, :w_i], num_cells[i], mode
         )
     return out
 
@@ -246,21 +246,19 @@ def _blend_each(
 def _window_logits(
     window: torch.Tensor,
     coef: torch.Tensor,
-    cell_rows: torch.Tensor,
+    bands: torch.Tensor,
     cell_cols: torch.Tensor,
-    num_cols: int,
     num_cells: int,
     mode: str,
 ) -> torch.Tensor:
     """One instance's (h, w) logits on its window features (h, w, K) (a view of the map):
-    ``subregion``: each row times the r1 (``num_cols``) cells of its band, from
-    ``cell_rows`` (h,) on (the grid is separable: (h, w, K) by (h, K, r1)), then each pixel
-    takes its column's cell (``cell_cols`` (w,)); ``sum_sigmoid``: all r2·r1 (``num_cells``)
-    cells of ``coef`` (R, K)."""
+    ``subregion``: each row times the r1 cells of its band (``bands`` (h, r1): (h, w, K) by
+    (h, K, r1), as the grid is separable), then each pixel takes its column's cell
+    (``cell_cols`` (w,)); ``sum_sigmoid``: all r2·r1 (``num_cells``) cells of ``coef``
+    (R, K)."""
     if mode == "subregion":
-        band = cell_rows[:, None] + torch.arange(num_cols, device=window.device)
-        scores = torch.bmm(window, coef[band].transpose(1, 2))  # (h, w, r1)
-        own = cell_cols[None, :, None].expand(len(cell_rows), len(cell_cols), 1)
+        scores = torch.bmm(window, coef[bands].transpose(1, 2))  # (h, w, r1)
+        own = cell_cols[None, :, None].expand(len(bands), len(cell_cols), 1)
         return scores.gather(2, own)[:, :, 0]
     scores = torch.matmul(window, coef[:num_cells].t())  # (h, w, r2·r1)
     return torch.logit(scores.sigmoid_().sum(dim=2).clamp_(0, 1), eps=_LOGIT_EPS)
@@ -413,18 +411,12 @@ def paste_windows(windows: MaskWindows, height: int, width: int) -> torch.Tensor
     return out.index_put((inst, ys[inst, i, 0], xs[inst, 0, j]), probs[inst, i, j])
 
 
-def resize_matrix(
-    size: int, stride: int, crop: int, out_size: int, device: torch.device | None = None
-) -> torch.Tensor:
+@functools.lru_cache(maxsize=16)
+def _resize_matrix(size: int, stride: int, crop: int, out_size: int, device: str) -> torch.Tensor:
     """(out_size, size) matrix of the resizes that bring one axis of the base map to the
     output: ×``stride`` linear upsampling, the first ``crop`` samples kept (the unpadded input),
     then a linear resize to ``out_size`` (both ``align_corners=False``, as ``F.interpolate``).
-    Built once per setting (a video's frames share it): read-only."""
-    return _resize_matrix(int(size), int(stride), int(crop), int(out_size), str(device or "cpu"))
-
-
-@functools.lru_cache(maxsize=16)
-def _resize_matrix(size: int, stride: int, crop: int, out_size: int, device: str) -> torch.Tensor:
+    Cached per setting (a video's frames share it): read-only."""
     eye = torch.eye(size, device=device)[None]
     up = F.interpolate(eye, scale_factor=stride, mode="linear", align_corners=False)[0, :, :crop]
     eye = torch.eye(crop, device=device)[None]
@@ -432,17 +424,27 @@ def _resize_matrix(size: int, stride: int, crop: int, out_size: int, device: str
     return (up @ down).t()
 
 
-def _output_span(
-    matrix: torch.Tensor, first: torch.Tensor, last: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """For a banded, monotone resize ``matrix`` (out, in) and source ranges [first, last] (N,):
-    the first and last output index (N,) with a non-zero weight on the range (last < first
-    when none has)."""
-    touched = matrix != 0
-    index = torch.arange(len(matrix), device=matrix.device)[:, None]
-    lowest = torch.where(touched, index, len(matrix)).amin(dim=0)
+@functools.lru_cache(maxsize=16)
+def _reach(
+    size: int, stride: int, crop: int, out_size: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """For each source index of :func:`_resize_matrix`: the first and last output index with
+    a non-zero weight on it (in,); and the last source with any (sources past it are cropped
+    away)."""
+    touched = _resize_matrix(size, stride, crop, out_size, device) != 0
+    index = torch.arange(out_size, device=device)[:, None]
+    lowest = torch.where(touched, index, out_size).amin(dim=0)
     highest = torch.where(touched, index, -1).amax(dim=0)
-    reach = int(touched.any(dim=0).nonzero().max())  # sources past it are cropped away
+    return lowest, highest, int(touched.any(dim=0).nonzero().max())
+
+
+def _output_span(
+    key: tuple[int, int, int, int, str], first: torch.Tensor, last: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """For the banded, monotone resize of :func:`_resize_matrix` with arguments ``key`` and
+    source ranges [first, last] (N,): the first and last output index (N,) with a non-zero
+    weight on the range (last < first when none has)."""
+    lowest, highest, reach = _reach(*key)
     return lowest[first.clamp(max=reach)], highest[last.clamp(max=reach)].where(first <= reach, -1)
 
 
@@ -466,7 +468,7 @@ def assemble_masks(
     box, upsampled ×stride, cropped to the input, resized to the output and compared with
     ``threshold`` (> 0). Equal to :func:`blend`, :func:`paste_windows`, whole-map resizes and
     the threshold, but each instance is computed on its box alone and resized by the bands of
-    the resize matrices (:func:`resize_matrix`) that reach it, so the cost follows the
+    the resize matrices (:func:`_resize_matrix`) that reach it, so the cost follows the
     instances' sizes, not N·H·W, and no padded window is built."""
     _check_mode(mode)
     if threshold <= 0:
@@ -482,16 +484,17 @@ def assemble_masks(
     masks = torch.zeros((num, *output_size), dtype=torch.bool, device=device)
     if num == 0:
         return masks
-    rows_m = resize_matrix(height, stride, input_size[0], output_size[0], device)
-    cols_m = resize_matrix(width, stride, input_size[1], output_size[1], device)
+    row_key = (int(height), int(stride), int(input_size[0]), int(output_size[0]), str(device))
+    col_key = (int(width), int(stride), int(input_size[1]), int(output_size[1]), str(device))
+    rows_m, cols_m = _resize_matrix(*row_key), _resize_matrix(*col_key)
     # the pixels whose centre is in the box (x1 ≤ u + 0.5 < x2), on the map
     x0 = (boxes[:, 0] - 0.5).ceil().clamp(0, width).long()
     y0 = (boxes[:, 1] - 0.5).ceil().clamp(0, height).long()
     x_end = (boxes[:, 2] - 0.5).ceil().clamp(0, width).long()
     y_end = (boxes[:, 3] - 0.5).ceil().clamp(0, height).long()
     heights, widths = (y_end - y0).clamp(min=0), (x_end - x0).clamp(min=0)
-    top, bottom = _output_span(rows_m, y0.clamp(max=height - 1), (y_end - 1).clamp(min=0))
-    left, right = _output_span(cols_m, x0.clamp(max=width - 1), (x_end - 1).clamp(min=0))
+    top, bottom = _output_span(row_key, y0.clamp(max=height - 1), (y_end - 1).clamp(min=0))
+    left, right = _output_span(col_key, x0.clamp(max=width - 1), (x_end - 1).clamp(min=0))
     visible = (heights > 0) & (widths > 0) & (bottom >= top) & (right >= left)
     if not bool(visible.any()):
         return masks
@@ -501,6 +504,9 @@ def assemble_masks(
     xs = x0[:, None] + torch.arange(win_w, device=device)
     cell_rows = _band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys).clamp(min=0)
     cell_rows = cell_rows * r1[:, None]  # the first cell of each row's band
+    # and the cells of the band (the r1 first are the instance's)
+    cell_rows = cell_rows[:, :, None] + torch.arange(int(r1.max()), device=device)
+    cell_rows = cell_rows.clamp(max=coef.shape[1] - 1)
     cell_cols = _band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs).clamp(min=0)
     maps = bases.permute(0, 2, 3, 1)  # (B, h, w, K)
     if int((heights * widths).sum()) * 4 > height * width:
@@ -517,7 +523,7 @@ def assemble_masks(
     ):
         window = maps[image, row : row + h, col : col + w]  # (h, w, K)
         probs = _window_logits(
-            window, coef[i], cell_rows[i, :h], cell_cols[i, :w], cols_i, cells_i, mode
+            window, coef[i], cell_rows[i, :h, :cols_i], cell_cols[i, :w], cells_i, mode
         ).sigmoid_()
         resized = rows_m[out_t:out_b, row : row + h] @ probs
         resized = resized @ cols_m[out_l:out_r, col : col + w].t()

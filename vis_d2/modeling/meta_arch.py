@@ -36,8 +36,9 @@ def normalize_and_pad(
 
 class AutocastGraph(nn.Module):
     """A dense graph run under autocast (``TEST.AMP.ENABLED``): bf16 on the CPU, fp16 on
-    CUDA, with 4-d inputs channels-last; its floating outputs come back as contiguous fp32,
-    so thresholds, NMS, mask assembly and tracking run in fp32 as without it."""
+    CUDA, with 4-d inputs channels-last; its floating outputs come back as fp32 (in the
+    graph's memory format: channels-last maps stay so, as the mask assembly reads them), so
+    thresholds, NMS, mask assembly and tracking run in fp32 as without it."""
 
     def __init__(self, graph: nn.Module):
         super().__init__()
@@ -49,7 +50,7 @@ class AutocastGraph(nn.Module):
         )
         with torch.autocast(inputs[0].device.type):
             outputs = self.graph(*inputs)
-        return tuple(o.float().contiguous() if o.is_floating_point() else o for o in outputs)
+        return tuple(o.float() if o.is_floating_point() else o for o in outputs)
 
 
 class VISModel(nn.Module, metaclass=ABCMeta):
