@@ -137,6 +137,8 @@ def _ddp_worker(out_dir):
     from detectron2.engine.defaults import create_ddp_model
     from detectron2.utils import comm
 
+    from vis_d2.engine import close_process_group
+
     torch.manual_seed(0)
     model = create_ddp_model(torch.nn.Linear(3, 1, bias=False))
     rank = comm.get_rank()
@@ -144,6 +146,7 @@ def _ddp_worker(out_dir):
     model(x).sum().backward()
     torch.save({"grad": model.module.weight.grad, "world": comm.get_world_size()},
                Path(out_dir) / f"rank{rank}.pt")
+    close_process_group()  # as tools/train_net.py's workers end
 
 
 def test_launch_two_cpu_processes_with_gloo_and_ddp(tmp_path):

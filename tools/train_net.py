@@ -43,6 +43,7 @@ from vis_d2.engine import (
     OutputDirInUseError,
     VISCheckpointer,
     VISTrainer,
+    close_process_group,
     exit_with_parent,
     hold_output_dir,
 )
@@ -91,6 +92,13 @@ def explain_download_errors(weights: str):
 
 def main(args):
     exit_with_parent()  # a worker of --num-gpus N ends with its launcher
+    result = run(args)
+    close_process_group()  # every rank done: no process group left to the exit
+    return result
+
+
+def run(args):
+    """Evaluate (``--eval-only``) or train, as the command line says; returns the results."""
     cfg = setup_cfg(args.config_file, args.opts)
     if args.eval_only and args.exported:
         setup(cfg, args)

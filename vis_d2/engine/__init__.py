@@ -2,7 +2,7 @@ from .checkpoint import CheckpointError, VISCheckpointer
 from .defaults import VISTrainer
 from .hooks import PeriodicCheckpointer
 from .inference import inference_on_videos
-from .launch import OutputDirInUseError, exit_with_parent, hold_output_dir
+from .launch import OutputDirInUseError, close_process_group, exit_with_parent, hold_output_dir
 from .lr_scheduler import build_lr_scheduler
 from .optimizer import build_optimizer
 
@@ -14,6 +14,7 @@ __all__ = [
     "VISTrainer",
     "build_lr_scheduler",
     "build_optimizer",
+    "close_process_group",
     "exit_with_parent",
     "hold_output_dir",
     "inference_on_videos",

@@ -1,5 +1,5 @@
-"""Process safety for training launches: worker processes that end with their launcher, and an
-OUTPUT_DIR that one training at a time may write."""
+"""Process safety for training launches: worker processes that end with their launcher and
+leave their process group cleanly, and an OUTPUT_DIR that one training at a time may write."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ import threading
 import time
 from collections.abc import Iterator
 
-__all__ = ["OutputDirInUseError", "exit_with_parent", "hold_output_dir"]
+import torch.distributed as dist
+from detectron2.utils import comm
+
+__all__ = ["OutputDirInUseError", "close_process_group", "exit_with_parent", "hold_output_dir"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +56,16 @@ def exit_with_parent() -> None:
         threading.Thread(target=_watch_parent, args=(parent.pid,), daemon=True).start()
     if os.getppid() != parent.pid:  # the launcher ended before the signal was armed
         os.kill(os.getpid(), signal.SIGKILL)
+
+
+def close_process_group() -> None:
+    """End a worker's distributed run: wait for every rank, then destroy the process groups.
+    A group left to the interpreter's exit can abort a worker after its work is done
+    ("terminate called without an active exception" from a gloo thread, SIGABRT).
+    Does nothing in a process without a process group."""
+    if dist.is_available() and dist.is_initialized():
+        comm.synchronize()
+        dist.destroy_process_group()
 
 
 @contextlib.contextmanager
