@@ -68,15 +68,12 @@ class MaskWindows:
 
     logits: (N, Hw, Ww) mask logits (arbitrary where not ``valid``); valid: (N, Hw, Ww) bool,
     the pixel's centre is in the instance's box and the pixel is on the map; origin: (N, 2)
-    int64 (y0, x0) base-map pixel of each window's top-left corner; sizes: (N, 2) int64
-    (h, w) of each window before the padding (nothing valid past it), or ``None`` for
-    (Hw, Ww).
+    int64 (y0, x0) base-map pixel of each window's top-left corner.
     """
 
     logits: torch.Tensor
     valid: torch.Tensor
     origin: torch.Tensor
-    sizes: torch.Tensor | None = None
 
     def probs(self) -> torch.Tensor:
         """(N, Hw, Ww) sigmoid of the logits inside the box, exactly 0 elsewhere."""
@@ -181,11 +178,10 @@ def blend(
     heights, widths = (y_end - y0).clamp(min=1), (x_end - x0).clamp(min=1)
     # windows on the map: one moved up or left where it would leave it (the box stays inside)
     origin = torch.stack((y0.clamp(max=height - heights), x0.clamp(max=width - widths)), dim=1)
-    sizes = torch.stack((heights, widths), dim=1)
     training = torch.is_grad_enabled() and (bases.requires_grad or coef.requires_grad)
     if training:  # may move windows further up or left, onto the map at their chunk's size
-        logits = _blend_chunks(bases, im_inds, boxes, coef, r1, r2, mode, origin, sizes,
-                               max_elements, chunk_size)  # fmt: skip
+        logits = _blend_chunks(bases, im_inds, boxes, coef, r1, r2, mode, origin, heights,
+                               widths, max_elements, chunk_size)  # fmt: skip
     win_h = int(heights.max()) if len(boxes) else 1
     win_w = int(widths.max()) if len(boxes) else 1
     ys = origin[:, 0, None] + torch.arange(win_h, device=device)
@@ -197,7 +193,7 @@ def blend(
         logits = _blend_each(bases, im_inds, coef, r1, r2, mode, origin, heights, widths, rows,
                              cols)  # fmt: skip
     valid = (rows >= 0)[:, :, None] & (cols >= 0)[:, None, :]
-    return MaskWindows(logits=logits, valid=valid, origin=origin, sizes=sizes)
+    return MaskWindows(logits=logits, valid=valid, origin=origin)
 
 
 def _blend_each(
@@ -273,7 +269,8 @@ def _blend_chunks(
     r2: torch.Tensor,
     mode: str,
     origin: torch.Tensor,
-    sizes: torch.Tensor,
+    heights: torch.Tensor,
+    widths: torch.Tensor,
     max_elements: int,
     chunk_size: int,
 ) -> torch.Tensor:
@@ -281,12 +278,12 @@ def _blend_chunks(
     each on windows of its largest size (moved onto the map), kept to
     n·(K + cells)·Hw·Ww ≤ ``max_elements``; the window features of all chunks in one
     ``index_select`` (its backward accumulates into one gradient of the map); ``subregion``
-    by row bands (:func:`_band_logits`). (N, max h, max w) logits, 0 past a window; the
-    windows' ``origin`` and ``sizes`` (N, 2) are updated to the chunks'."""
+    by row bands (:func:`_band_logits`). ``heights``, ``widths`` (N,): the windows' sizes.
+    (N, max h, max w) logits, 0 past a window; the windows' ``origin`` (N, 2) is updated to
+    the chunks'."""
     num_images, channels, height, width = bases.shape
     device = bases.device
     num = len(boxes)
-    heights, widths = sizes.clone().unbind(1)
     win_h = int(heights.max()) if num else 1
     win_w = int(widths.max()) if num else 1
     order = torch.argsort(heights * widths)
@@ -300,7 +297,6 @@ def _blend_chunks(
         # the chunk's windows of one size on the map
         origin[idx, 0] = origin[idx, 0].clamp(max=height - h_c)
         origin[idx, 1] = origin[idx, 1].clamp(max=width - w_c)
-        sizes[idx] = torch.tensor([h_c, w_c], device=device)
         chunks.append((idx, h_c, w_c))
         start += len(idx)
     out = bases.new_zeros((num, win_h, win_w))
