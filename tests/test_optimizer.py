@@ -1,5 +1,7 @@
 """``SOLVER.OPTIMIZER``: SGD and AdamW on detectron2's parameter groups."""
 
+import copy
+
 import pytest
 import torch
 from detectron2.config import get_cfg
@@ -45,3 +47,30 @@ def test_adamw_keeps_the_parameter_groups_and_betas():
 def test_unknown_optimizer_is_named():
     with pytest.raises(ValueError, match="'LAMB'"):
         build_optimizer(_cfg(OPTIMIZER="LAMB"), _model())
+
+
+@pytest.mark.parametrize("name", ["SGD", "ADAMW"])
+def test_fused_update_equals_the_per_parameter_loop(name):
+    torch.manual_seed(0)
+    model = _model()
+    reference = copy.deepcopy(model)
+    initial = copy.deepcopy(model)
+    opt = build_optimizer(_cfg(OPTIMIZER=name), model)
+    assert opt.defaults["fused"]
+    # the same parameter groups and hyper-parameters, stepped parameter by parameter
+    twin = dict(zip(model.parameters(), reference.parameters(), strict=True))
+    groups = [
+        {**{k: v for k, v in g.items() if k != "fused"}, "params": [twin[p] for p in g["params"]]}
+        for g in opt.param_groups
+    ]
+    loop = type(opt)(groups, foreach=False, fused=False)
+    x = torch.randn(2, 3, 8, 8)
+    for _ in range(3):
+        for m, o in ((model, opt), (reference, loop)):
+            o.zero_grad()
+            m(x).square().mean().backward()
+            o.step()
+    params = zip(model.parameters(), reference.parameters(), initial.parameters(), strict=True)
+    for p, q, p0 in params:
+        assert not torch.equal(p, p0)
+        torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6)
