@@ -279,6 +279,37 @@ def test_train_mapper_flip_moves_boxes(tmp_path):
     assert out["ref_instances"].gt_boxes.tensor.tolist() == [[12.0, 4.0, 29.0, 20.0]]
 
 
+def test_frames_at_the_input_size_reach_the_model_unresized(tmp_path, monkeypatch):
+    source = _asymmetric_video(2)
+    path = write_video_dataset(tmp_path, [source])
+    (video,) = load_ytvis_json(str(path), str(tmp_path / "JPEGImages"))
+    resized = []
+    resize = T.ResizeTransform.apply_image
+    monkeypatch.setattr(
+        T.ResizeTransform,
+        "apply_image",
+        lambda self, *args, **kwargs: resized.append(self) or resize(self, *args, **kwargs),
+    )
+    augmentations = [T.ResizeShortestEdge(H, 1000), T.RandomFlip(prob=1.0)]
+    mapper = YTVISDatasetMapper(
+        augmentations=augmentations, image_format="BGR", ref_frame_range=2, seed=0
+    )
+    out = mapper(video)
+    flipped = source["frames"][0][:, ::-1]
+    assert torch.equal(out["image"], torch.as_tensor(flipped.transpose(2, 0, 1).copy()))
+    mask = source["tracks"][0]["masks"][0][:, ::-1]
+    assert torch.equal(out["instances"].gt_masks.tensor, torch.as_tensor(mask.copy())[None])
+    test_frames = YTVISTestMapper(augmentations=augmentations[:1], image_format="BGR")(video)
+    image = test_frames["frames"][1]["image"]
+    assert torch.equal(image, torch.as_tensor(source["frames"][1].transpose(2, 0, 1).copy()))
+    assert not resized
+    # a resize that changes the size still runs
+    mapper = YTVISDatasetMapper(
+        augmentations=[T.ResizeShortestEdge(2 * H, 1000)], image_format="BGR", ref_frame_range=2
+    )
+    assert mapper(video)["image"].shape == (3, 2 * H, 2 * W) and resized
+
+
 def test_missing_frame_file_names_video_and_file(tmp_path):
     path = write_video_dataset(tmp_path, [_asymmetric_video(2)])
     (tmp_path / "JPEGImages" / "v1" / "00001.png").unlink()
