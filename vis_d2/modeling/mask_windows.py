@@ -145,7 +145,7 @@ def blend(
     r2: torch.Tensor,
     mode: str = "subregion",
     max_elements: int = 2**25,
-    chunk_size: int = 64,
+    chunk_size: int = 16,
 ) -> MaskWindows:
     """Masks of N instances on their box windows.
 
@@ -161,7 +161,9 @@ def blend(
     says where it is). Without gradients, each instance is computed on its own window
     (:func:`_blend_each`); with them, by chunks of similar window sizes
     (:func:`_blend_chunks`, at most ``chunk_size`` instances and ``max_elements`` window
-    values and scores a chunk).
+    values and scores a chunk). Chunks of 16 pad the windows of a synthetic SG-Net training
+    batch (128 instances) to 1.2× their pixels, chunks of 64 to 1.8×: its blend, forward and
+    backward, takes 34 against 53 ms on 2 CPU cores.
     """
     _check_mode(mode)
     if torch.is_autocast_enabled(bases.device.type):
