@@ -27,6 +27,7 @@ from vis_d2.data import (
     register_ytvis_instances,
     sample_reference_frame,
 )
+from vis_d2.utils.predictor import FramePreprocessor
 
 H, W = 24, 32
 
@@ -302,6 +303,10 @@ def test_frames_at_the_input_size_reach_the_model_unresized(tmp_path, monkeypatc
     test_frames = YTVISTestMapper(augmentations=augmentations[:1], image_format="BGR")(video)
     image = test_frames["frames"][1]["image"]
     assert torch.equal(image, torch.as_tensor(source["frames"][1].transpose(2, 0, 1).copy()))
+    cfg = add_vis_config(get_cfg())  # the demo's frames
+    cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST = H, 1000
+    image = FramePreprocessor(cfg)(source["frames"][0])["image"]
+    assert torch.equal(image, torch.as_tensor(source["frames"][0].transpose(2, 0, 1).copy()))
     assert not resized
     # a resize that changes the size still runs
     mapper = YTVISDatasetMapper(

@@ -8,6 +8,7 @@ from .dataset_mapper import (
     YTVISDatasetMapper,
     YTVISTestMapper,
     frame_instances,
+    frame_transforms,
     sample_reference_frame,
 )
 from .ytvis import (
@@ -29,6 +30,7 @@ __all__ = [
     "build_video_train_loader",
     "class_metadata",
     "frame_instances",
+    "frame_transforms",
     "get_video_dataset_dicts",
     "load_categories",
     "load_ytvis_json",

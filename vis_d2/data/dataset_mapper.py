@@ -18,6 +18,7 @@ __all__ = [
     "YTVISTestMapper",
     "VideoFrames",
     "frame_instances",
+    "frame_transforms",
     "sample_reference_frame",
 ]
 
@@ -94,8 +95,9 @@ class _FrameInput(T.AugInput):
             super().transform(tfm)
 
 
-def _augment(augmentations: T.AugmentationList, image: np.ndarray) -> T.TransformList:
-    """The transforms ``augmentations`` draw for ``image``, less identity resizes."""
+def frame_transforms(augmentations: T.AugmentationList, image: np.ndarray) -> T.TransformList:
+    """The transforms ``augmentations`` draw for a frame (H, W, C), less resizes to its own
+    size (which the drawing skips too)."""
     transforms = augmentations(_FrameInput(image))
     return T.TransformList([t for t in transforms.transforms if not _is_identity_resize(t)])
 
@@ -174,7 +176,8 @@ class YTVISDatasetMapper:
         key = int(rng.integers(length))
         ref = sample_reference_frame(key, length, self.ref_frame_range, rng)
         key_image = _read_frame(video, key, self.image_format)
-        transforms = _augment(self.augmentations, key_image)  # decided once, for both frames
+        # decided once, applied to both frames
+        transforms = frame_transforms(self.augmentations, key_image)
         image, instances = self._frame(video, key, key_image, transforms)
         ref_image, ref_instances = self._frame(
             video, ref, _read_frame(video, ref, self.image_format), transforms
@@ -212,7 +215,7 @@ class VideoFrames(Sequence):
         if not 0 <= idx < len(self):
             raise IndexError(idx)
         image = _read_frame(self.video, idx, self.image_format)
-        image = _augment(self.augmentations, image).apply_image(image)
+        image = frame_transforms(self.augmentations, image).apply_image(image)
         return {
             "image": _to_tensor(image),
             "height": self.video["height"],

@@ -18,7 +18,7 @@ from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from ..config import get_cfg
-from ..data import load_categories
+from ..data import frame_transforms, load_categories
 from ..engine.checkpoint import VISCheckpointer
 
 __all__ = [
@@ -112,7 +112,7 @@ class FramePreprocessor:
     def __call__(self, frame: np.ndarray) -> dict:
         image = frame if self.input_format == "BGR" else np.ascontiguousarray(frame[:, :, ::-1])
         height, width = image.shape[:2]
-        image = self.augmentations(T.AugInput(image)).apply_image(image)
+        image = frame_transforms(self.augmentations, image).apply_image(image)
         tensor = torch.as_tensor(np.ascontiguousarray(image.transpose(2, 0, 1)))
         return {"image": tensor, "height": height, "width": width}
 
