@@ -312,21 +312,37 @@ def _resized_reference(probs, stride, in_size, out_size):
     ]
 
 
+def _laid_out(bases: torch.Tensor, layout: str) -> torch.Tensor:
+    """The same values as (B, K, h, w) ``contiguous``, ``channels_last`` or ``offset``: a
+    channels-last view that starts past the beginning of its storage."""
+    if layout == "contiguous":
+        return bases.contiguous()
+    if layout == "channels_last":
+        return bases.contiguous(memory_format=torch.channels_last)
+    padded = torch.cat((bases[:1], bases)).contiguous(memory_format=torch.channels_last)
+    view = padded[1:]
+    assert view.storage_offset() > 0 and torch.equal(view, bases)
+    return view
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "offset"])
 @pytest.mark.parametrize("mode", ["subregion", "sum_sigmoid"])
 @pytest.mark.parametrize(
     "in_size, out_size",
     [((40, 48), (40, 48)), ((37, 45), (90, 101)), ((33, 47), (21, 30)), ((40, 41), (64, 64))],
 )
-def test_assemble_masks_equal_blending_and_resizing_whole_maps(mode, in_size, out_size):
+def test_assemble_masks_equal_blending_and_resizing_whole_maps(mode, in_size, out_size, layout):
     """Inference masks, each blended on its box and resized on its own span, equal the
     whole-map route: the whole-map blend, ×2 upsampling, crop to the unpadded input, resize,
     threshold. Covers up- and down-sizing, boxes across every edge, off the map, without a
-    pixel centre, in the padding that the crop removes, and both blenders."""
+    pixel centre, in the padding that the crop removes, both blenders and every memory layout
+    of the maps (the windows are strided views of them)."""
     bases, im_inds, boxes, coef, r1, r2 = _edge_scene()
     boxes[1] = torch.tensor([20.5, 17.0, 23.9, 19.8])  # mostly in the padding for odd inputs
     coef = coef * 3 if mode == "subregion" else coef * 0.5 - 1
     probs = _resized_reference(blend_full(bases, im_inds, boxes, coef, r1, r2, mode), 2, in_size,
                                out_size)  # fmt: skip
+    bases = _laid_out(bases, layout)
     for threshold in (0.5, 0.2, 0.9):
         expected = probs >= threshold
         masks = assemble_masks(bases, im_inds, boxes, coef, r1, r2, stride=2, input_size=in_size,
