@@ -1,5 +1,5 @@
 """``SOLVER.LR_SCHEDULER_NAME``: the learning rates a training sees at each iteration, through the
-scheduler the trainer builds."""
+scheduler the trainer builds (vis_d2's exponential and linear decays, detectron2's cosine)."""
 
 import math
 
@@ -37,12 +37,13 @@ def _lrs(**solver) -> list[float]:
             {"LR_SCHEDULER_NAME": "WarmupExponentialLR", "EXP_DECAY_FINAL": 0.05},
             lambda t: 0.05 ** (t / MAX_ITER),
         ),
+        ({"LR_SCHEDULER_NAME": "WarmupLinearLR"}, lambda t: 1 - t / MAX_ITER),
         (
             {"LR_SCHEDULER_NAME": "WarmupCosineLR"},
             lambda t: 0.5 * (1 + math.cos(math.pi * t / MAX_ITER)),
         ),
     ],
-    ids=["exponential", "cosine"],
+    ids=["exponential", "linear", "cosine"],
 )
 def test_schedules_after_the_warmup(solver, after_warmup):
     lrs = _lrs(**solver)

@@ -80,7 +80,8 @@ def add_vis_config(cfg: CN) -> CN:
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
     cfg.DATASETS.REGISTER = ()
-    # SOLVER.LR_SCHEDULER_NAME "WarmupExponentialLR" decays to BASE_LR * EXP_DECAY_FINAL
+    # SOLVER.LR_SCHEDULER_NAME "WarmupExponentialLR" decays to BASE_LR * EXP_DECAY_FINAL at
+    # MAX_ITER ("WarmupLinearLR" decays linearly to 0; detectron2's names are also accepted)
     cfg.SOLVER.EXP_DECAY_FINAL = 0.01
     # "SGD" (detectron2's) or "ADAMW", both on detectron2's parameter groups
     cfg.SOLVER.OPTIMIZER = "SGD"
