@@ -550,7 +550,18 @@ class _StridedBlocks:
     strides read once. All tensors but the maps are whole ones made for the call (storage
     offset 0)."""
 
-    def __init__(self, maps, cells, cell_cols, rows_m, cols_m, masks) -> None:
+    def __init__(
+        self,
+        maps: torch.Tensor,
+        cells: torch.Tensor,
+        cell_cols: torch.Tensor,
+        rows_m: torch.Tensor,
+        cols_m: torch.Tensor,
+        masks: torch.Tensor,
+    ) -> None:
+        """``maps`` (B, h, w, K); ``cells`` (N, Hw, r1) rows of the flat coefficients;
+        ``cell_cols`` (N, Ww) column bands; ``rows_m`` / ``cols_m`` the row and column resize
+        matrices (out, in); ``masks`` (N, H, W) the output."""
         self.maps, self.cells, self.cell_cols = maps, cells, cell_cols
         self.rows_m, self.cols_m, self.masks = rows_m, cols_m, masks
         self.s_maps, self.o_maps = maps.stride(), maps.storage_offset()
