@@ -547,8 +547,7 @@ def assemble_masks(
 
 class _StridedBlocks:
     """One-op views of the blocks that :func:`assemble_masks` reads and writes per instance,
-    strides read once. All tensors but the maps are whole ones made for the call (storage
-    offset 0)."""
+    strides and storage offsets read once."""
 
     def __init__(
         self,
@@ -565,9 +564,11 @@ class _StridedBlocks:
         self.maps, self.cells, self.cell_cols = maps, cells, cell_cols
         self.rows_m, self.cols_m, self.masks = rows_m, cols_m, masks
         self.s_maps, self.o_maps = maps.stride(), maps.storage_offset()
-        self.s_cells, self.s_cols = cells.stride(), cell_cols.stride()
-        self.s_rows, self.s_out = rows_m.stride(), masks.stride()
-        self.s_colst = cols_m.stride()[::-1]
+        self.s_cells, self.o_cells = cells.stride(), cells.storage_offset()
+        self.s_cols, self.o_cols = cell_cols.stride(), cell_cols.storage_offset()
+        self.s_rows, self.o_rows = rows_m.stride(), rows_m.storage_offset()
+        self.s_colst, self.o_colst = cols_m.stride()[::-1], cols_m.storage_offset()
+        self.s_out, self.o_out = masks.stride(), masks.storage_offset()
         self.channels = maps.shape[3]
 
     def window(self, image: int, row: int, col: int, h: int, w: int) -> torch.Tensor:
@@ -580,26 +581,28 @@ class _StridedBlocks:
         """(h, r1) rows of the flat coefficients: the cells of the band of each of instance
         ``i``'s first ``h`` box rows."""
         s_n, s_h, s_r = self.s_cells
-        return self.cells.as_strided((h, r1), (s_h, s_r), i * s_n)
+        return self.cells.as_strided((h, r1), (s_h, s_r), self.o_cells + i * s_n)
 
     def columns(self, i: int, h: int, w: int) -> torch.Tensor:
         """(h, 1, w) band of each of instance ``i``'s first ``w`` box columns."""
         s_n, s_w = self.s_cols
-        return self.cell_cols.as_strided((h, 1, w), (0, 0, s_w), i * s_n)
+        return self.cell_cols.as_strided((h, 1, w), (0, 0, s_w), self.o_cols + i * s_n)
 
     def rows(self, start: int, end: int, row: int, h: int) -> torch.Tensor:
         """Output rows [start, end) of the row resize, on box rows [row, row + h)."""
         s_o, s_i = self.s_rows
-        return self.rows_m.as_strided((end - start, h), self.s_rows, start * s_o + row * s_i)
+        offset = self.o_rows + start * s_o + row * s_i
+        return self.rows_m.as_strided((end - start, h), self.s_rows, offset)
 
     def cols(self, start: int, end: int, col: int, w: int) -> torch.Tensor:
         """The column resize, transposed: box columns [col, col + w) to output columns
         [start, end)."""
         s_i, s_o = self.s_colst
-        return self.cols_m.as_strided((w, end - start), self.s_colst, col * s_i + start * s_o)
+        offset = self.o_colst + col * s_i + start * s_o
+        return self.cols_m.as_strided((w, end - start), self.s_colst, offset)
 
     def output(self, i: int, top: int, bottom: int, left: int, right: int) -> torch.Tensor:
         """Instance ``i``'s output mask block [top, bottom) × [left, right)."""
         s_n, s_h, s_w = self.s_out
-        offset = i * s_n + top * s_h + left * s_w
+        offset = self.o_out + i * s_n + top * s_h + left * s_w
         return self.masks.as_strided((bottom - top, right - left), (s_h, s_w), offset)
