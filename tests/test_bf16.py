@@ -1,4 +1,5 @@
-"""SOLVER.AMP.ENABLED on the CPU: training steps under bf16 autocast, masks assembled in fp32."""
+"""SOLVER.AMP.ENABLED on the CPU: training steps under bf16 autocast where the CPU runs bf16
+natively (fp32 elsewhere), masks assembled in fp32."""
 
 import json
 
@@ -7,6 +8,7 @@ from conftest import REPO, datasets_env, run_python
 from test_sgnet import TINY
 
 from vis_d2.modeling.mask_windows import blend
+from vis_d2.utils.precision import CPU_BF16_ENV
 
 CONFIG = str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml")
 
@@ -30,36 +32,48 @@ def test_masks_are_assembled_in_fp32_under_bf16_autocast():
     assert bf16_products.dtype == torch.bfloat16  # what the assembly avoids
 
 
-def test_train_net_trains_under_bf16_autocast(synthetic, tmp_path):
+def test_train_net_trains_under_bf16_autocast_only_where_the_cpu_runs_bf16(synthetic, tmp_path):
+    """Both answers of the capability query, through tools/train_net.py: bf16 where it is
+    native; elsewhere SOLVER.AMP.ENABLED falls back to fp32 and says why."""
     env = datasets_env(synthetic[0], tmp_path)
-    losses = {}
-    for amp in ("False", "True"):
-        out = tmp_path / amp
+    losses, logs = {}, {}
+    # (SOLVER.AMP.ENABLED, what the CPU is taken to have: VIS_D2_CPU_BF16)
+    for amp, native in (("False", "1"), ("True", "1"), ("True", "0")):
+        out = tmp_path / f"{amp}-{native}"
         proc = run_python(
             str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG, *TINY,
             "SOLVER.AMP.ENABLED", amp, "SOLVER.MAX_ITER", "1", "SOLVER.IMS_PER_BATCH", "2",
             "DATALOADER.NUM_WORKERS", "0", "TEST.EVAL_PERIOD", "0", "DATASETS.TEST", "()",
-            "SEED", "0", "OUTPUT_DIR", str(out), env=env, timeout=300,
+            "SEED", "0", "OUTPUT_DIR", str(out), env={**env, CPU_BF16_ENV: native}, timeout=300,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-        log = proc.stdout + proc.stderr
-        bf16 = "training forward passes run with bf16 autocast on the CPU" in log
-        assert bf16 == (amp == "True")
+        logs[amp, native] = proc.stdout + proc.stderr
         (record,) = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
-        losses[amp] = {k: v for k, v in record.items() if k.startswith("loss_")}
-    assert losses["True"].keys() == losses["False"].keys() and losses["True"]
-    for key, fp32 in losses["False"].items():
+        losses[amp, native] = {k: v for k, v in record.items() if k.startswith("loss_")}
+    bf16 = "training forward passes run with bf16 autocast on the CPU"
+    fallback = "SOLVER.AMP.ENABLED is ignored: the CPU"
+    assert bf16 in logs["True", "1"] and "native bf16" in logs["True", "1"]
+    assert fallback not in logs["True", "1"]
+    assert bf16 not in logs["False", "1"] and fallback not in logs["False", "1"]
+    assert bf16 not in logs["True", "0"] and fallback in logs["True", "0"]
+    assert "no native bf16" in logs["True", "0"] and "running in fp32" in logs["True", "0"]
+    fp32 = losses["False", "1"]
+    assert losses["True", "1"].keys() == fp32.keys() and fp32
+    for key, value in fp32.items():
         # the same batch and initialisation: bf16 rounding only
-        assert abs(losses["True"][key] - fp32) <= 0.05 * abs(fp32) + 1e-3, (key, losses)
-    assert losses["True"] != losses["False"]
+        assert abs(losses["True", "1"][key] - value) <= 0.05 * abs(value) + 1e-3, (key, losses)
+    assert losses["True", "1"] != fp32
+    # the fallback is fp32 itself: the same losses to the last digit
+    assert losses["True", "0"] == fp32
 
 
-def test_amp_inference_runs_the_dense_graphs_in_bf16_channels_last():
+def test_amp_inference_runs_the_dense_graphs_in_bf16_channels_last(monkeypatch):
     from detectron2.modeling import build_model
     from test_sgnet import tiny_cfg
 
     from vis_d2.modeling.meta_arch import AutocastGraph
 
+    monkeypatch.setenv(CPU_BF16_ENV, "1")  # what a CPU with native bf16 does, on any CPU
     cfg = tiny_cfg()
     torch.manual_seed(0)
     fp32 = build_model(cfg).eval()

@@ -12,6 +12,7 @@ from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 
 from vis_d2.data.synthetic import generate
 from vis_d2.export import ExportedModel, compare_frames, export_model
+from vis_d2.utils.precision import CPU_BF16_ENV
 from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.utils.video_io import open_frames
 
@@ -206,8 +207,9 @@ def test_train_net_evaluates_under_amp(setup, tmp_path):
     results = {}
     for amp in ("False", "True"):
         out = tmp_path / amp
+        # VIS_D2_CPU_BF16=1: bf16 as on a CPU that runs it natively, whatever this CPU is
         proc = run_python(*common, *setup["opts"], "TEST.AMP.ENABLED", amp, "OUTPUT_DIR",
-                          str(out), env=env, timeout=300)  # fmt: skip
+                          str(out), env={**env, CPU_BF16_ENV: "1"}, timeout=300)  # fmt: skip
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         logged = "TEST.AMP.ENABLED: the dense graphs run under autocast (bf16 on the CPU)"
         assert (logged in proc.stdout + proc.stderr) == (amp == "True")

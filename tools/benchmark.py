@@ -77,6 +77,7 @@ from vis_d2.utils.benchmark import (
     parts_of_profile,
     rcnn_probes,
 )
+from vis_d2.utils.precision import cpu_info, use_autocast
 from vis_d2.utils.video_io import open_frames
 
 logger = logging.getLogger(__name__)
@@ -105,6 +106,18 @@ BACKEND_LABELS = {
     "torchscript": "TorchScript",
     "onnx": "ONNX Runtime",
 }
+
+
+def backend_label(backend: str, device: torch.device) -> str:
+    """The row label of ``backend``; autocast names the precision it gives on ``device`` (fp32
+    on a CPU without native bf16, where TEST.AMP.ENABLED falls back)."""
+    if backend != "amp":
+        return BACKEND_LABELS[backend]
+    if device.type != "cpu":
+        return "autocast, fp16"
+    if use_autocast(True, device, "--backends amp"):
+        return "autocast, bf16"
+    return "autocast requested, fp32: no native bf16"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -430,7 +443,7 @@ def setup_subjects(args: argparse.Namespace) -> tuple[list[Subject], torch.devic
                 subject.label = f"{subject.label} ({Path(path).stem})"
             if backend != "eager":
                 subject.key = f"{subject.key}@{backend}"
-                subject.label = f"{subject.label} [{BACKEND_LABELS[backend]}]"
+                subject.label = f"{subject.label} [{backend_label(backend, device)}]"
             subjects.append(subject)
     if not args.skip_baseline:
         path = args.baseline_config
@@ -842,6 +855,9 @@ def main(argv: list[str] | None = None) -> int:
     w, h = args.size
     print(f"\nPer-frame latency, batch 1, {w}x{h}, {device}, {torch.get_num_threads()} threads, "
           f"{args.warmup} warm-up + {args.frames} timed frames per setting, settings in turn")
+    if device.type == "cpu":
+        cpu = cpu_info()
+        print(f"CPU: {cpu.describe()}, timings of class {cpu.cpu_class}")
     print(f"memory: {results['environment']['memory_measure']}")
     print(latency_table(results, keys))
     for subject in subjects:

@@ -19,6 +19,10 @@ import torchvision
 from tabulate import tabulate
 
 import vis_d2
+from vis_d2.utils.precision import CPU_BF16_ENV, cpu_info
+
+# variables that change what the CPU runs (and so every timing)
+CPU_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", CPU_BF16_ENV, "OMP_NUM_THREADS")
 
 
 def detectron2_source() -> tuple[str, bool]:
@@ -56,6 +60,14 @@ def collect_env_info() -> str:
         rows.append(("CUDA (torch build)", torch.version.cuda))
         for i in range(torch.cuda.device_count()):
             rows.append((f"GPU {i}", torch.cuda.get_device_name(i)))
+    cpu = cpu_info()
+    rows += [
+        ("CPU", cpu.model),
+        ("CPU capability (torch)", cpu.capability),
+        ("CPU bf16 native", "yes" if cpu.bf16_native else "no (autocast runs in fp32)"),
+        ("CPU class of timings", cpu.cpu_class),
+    ]
+    rows += [(name, os.environ[name]) for name in CPU_ENV_VARS if name in os.environ]
     rows.append(("CPU threads (torch)", torch.get_num_threads()))
     return tabulate(rows)
 

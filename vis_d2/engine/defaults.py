@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..data import build_video_test_loader, build_video_train_loader
 from ..evaluation import YTVISEvaluator
 from ..modeling.meta_arch import VISModel
+from ..utils.precision import use_autocast
 from .checkpoint import VISCheckpointer
 from .hooks import PeriodicCheckpointer, preserved_rng_states
 from .inference import inference_on_videos
@@ -73,9 +74,10 @@ class _AMPTrainer(_StepMixin, AMPTrainer):
 
 class _CPUBFloat16Trainer(_StepMixin, SimpleTrainer):
     """``SOLVER.AMP.ENABLED`` on the CPU: detectron2's step with the forward pass (losses
-    included) under bf16 autocast, which oneDNN runs on AMX / AVX-512 BF16 where the CPU has
-    them. bf16 keeps fp32's exponent range, so no gradient scaler is needed (detectron2's
-    ``AMPTrainer`` is fp16 on CUDA only)."""
+    included) under bf16 autocast, chosen only where the CPU runs bf16 natively (AMX /
+    AVX-512 BF16; :func:`vis_d2.utils.precision.use_autocast`). bf16 keeps fp32's exponent
+    range, so no gradient scaler is needed (detectron2's ``AMPTrainer`` is fp16 on CUDA
+    only)."""
 
     def run_step(self) -> None:
         assert self.model.training, "[_CPUBFloat16Trainer] model was changed to eval mode!"
@@ -161,8 +163,8 @@ class VISTrainer(DefaultTrainer):
         _check_num_classes(cfg, model)
         model = create_ddp_model(model, **_NO_BUFFER_SYNC)
         step_trainer = _SimpleTrainer
-        if cfg.SOLVER.AMP.ENABLED:
-            on_cpu = cfg.MODEL.DEVICE == "cpu"
+        if use_autocast(cfg.SOLVER.AMP.ENABLED, cfg.MODEL.DEVICE, "SOLVER.AMP.ENABLED"):
+            on_cpu = torch.device(cfg.MODEL.DEVICE).type == "cpu"
             step_trainer = _CPUBFloat16Trainer if on_cpu else _AMPTrainer
             kind = "bf16 autocast on the CPU" if on_cpu else "fp16 autocast on CUDA"
             logger.info(f"SOLVER.AMP.ENABLED: training forward passes run with {kind}")

@@ -13,8 +13,9 @@ from detectron2.structures import ImageList, Instances
 from torch import nn
 
 from ..utils.benchmark import BoxSizes, Probe
+from ..utils.precision import use_autocast
 
-__all__ = ["AutocastGraph", "Graph", "VISModel", "normalize_and_pad"]
+__all__ = ["AutocastGraph", "Graph", "VISModel", "inference_amp_from_config", "normalize_and_pad"]
 
 Graph = Callable[..., tuple[torch.Tensor, ...]]
 
@@ -32,6 +33,12 @@ def normalize_and_pad(
     if torch.is_autocast_enabled(tensor.device.type):
         return tensor.contiguous(memory_format=torch.channels_last)
     return tensor
+
+
+def inference_amp_from_config(cfg: CfgNode) -> bool:
+    """``TEST.AMP.ENABLED`` as it applies on ``MODEL.DEVICE``: on a CPU without native bf16
+    the dense graphs run in fp32 (:func:`vis_d2.utils.precision.use_autocast`)."""
+    return use_autocast(cfg.TEST.AMP.ENABLED, cfg.MODEL.DEVICE, "TEST.AMP.ENABLED")
 
 
 class AutocastGraph(nn.Module):

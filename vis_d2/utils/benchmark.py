@@ -25,6 +25,8 @@ from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
 from torch.autograd.profiler import record_function
 
+from .precision import cpu_info
+
 __all__ = [
     "BoxSizes",
     "MemoryMeter",
@@ -357,6 +359,7 @@ def env_summary(device: torch.device) -> dict[str, Any]:
         "device": str(device),
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
+        **cpu_info().as_dict(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -21,7 +21,7 @@ from vis_d2.modeling.mask_windows import (
     gt_windows,
     mask_loss,
 )
-from vis_d2.modeling.meta_arch import VISModel
+from vis_d2.modeling.meta_arch import VISModel, inference_amp_from_config
 from vis_d2.modeling.tracking import MemoryTracker, Tracker, build_tracker
 from vis_d2.utils.benchmark import BoxSizes, Probe
 
@@ -180,7 +180,7 @@ class STMask(VISModel):
             "num_classes": st.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
-            "inference_amp": cfg.TEST.AMP.ENABLED,
+            "inference_amp": inference_amp_from_config(cfg),
             "pos_iou": st.POS_IOU,
             "neg_iou": st.NEG_IOU,
             "class_aware_matching": st.CLASS_AWARE_MATCHING,

@@ -25,7 +25,7 @@ from vis_d2.modeling.mask_windows import (
     gt_windows,
     mask_loss,
 )
-from vis_d2.modeling.meta_arch import VISModel
+from vis_d2.modeling.meta_arch import VISModel, inference_amp_from_config
 from vis_d2.modeling.tracking import Tracker, build_tracker
 from vis_d2.utils.benchmark import BoxSizes, Probe
 
@@ -157,7 +157,7 @@ class SipMaskVIS(VISModel):
             "tracker": build_tracker(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
-            "inference_amp": cfg.TEST.AMP.ENABLED,
+            "inference_amp": inference_amp_from_config(cfg),
             "basis_levels": sp.BASIS_LEVELS,
             "track_levels": sp.TRACK_LEVELS,
             "ref_box_jitter": sp.REF_BOX_JITTER,

@@ -14,7 +14,7 @@ from ...utils.benchmark import BoxSizes, Probe
 from ..common import cap_per_image, tracked_frame
 from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_box_sizes, force_detections
 from ..mask_windows import gt_masks_on_basis, gt_windows, mask_loss
-from ..meta_arch import VISModel
+from ..meta_arch import VISModel, inference_amp_from_config
 from ..tracking import Tracker, build_tracker
 from .base_mask import BaseMaskModule
 from .blender import instance_masks, instance_windows
@@ -124,7 +124,7 @@ class SGNet(VISModel):
             "tracker": build_tracker(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
-            "inference_amp": cfg.TEST.AMP.ENABLED,
+            "inference_amp": inference_amp_from_config(cfg),
             "max_div": sg.SAM.MAX_DIV,
             "unit": sg.SAM.UNIT,
             "master_grid": sg.SAM.MASTER_GRID,
