@@ -1,6 +1,7 @@
 """tools/benchmark.py end to end at tiny sizes, and the part timer it is built on."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ from vis_d2.utils.benchmark import (
     estimate_norm_statistics,
     latency_stats,
 )
+from vis_d2.utils.precision import CPU_BF16_ENV
 
 TOOL = str(REPO / "tools" / "benchmark.py")
 TINY_SGNET = [
@@ -60,6 +62,12 @@ def test_sgnet_against_mask_rcnn_end_to_end(tmp_path):
     env = results["environment"]
     assert env["size"] == [128, 96] and env["frames"] == 2 and env["warmup"] == 1
     assert env["device"] == "cpu" and env["threads"] == 1 and env["memory_measure"]
+    # what a CPU timing depends on, as torch reports it
+    assert env["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert env["cpu_bf16_native"] is bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    assert env["cpu"] and env["cpu_class"] in ("AVX2", "AVX-512", "AVX-512-BF16", "AMX", "DEFAULT")
+    assert f"CPU: {env['cpu']} ({env['cpu_capability']}, " in proc.stdout
+    assert f"timings of class {env['cpu_class']}" in proc.stdout
     for key in ("sgnet", "mask_rcnn"):
         settings = results[key]["settings"]
         assert [s["detections"] for s in settings] == [1, 5]
@@ -175,7 +183,9 @@ def test_backends_side_by_side_with_forced_box_sizes(tmp_path):
     args = ["--device", "cpu", "--threads", "1", "--size", "128x96", "--frames", "2"]
     args += ["--warmup", "1", "--detections", "4", "--skip-baseline", "--output", str(tmp_path)]
     args += ["--backends", "eager", "amp", "torchscript", "onnx", "--box-sides", "16", "48"]
-    proc = run_python(TOOL, *args, *TINY_SGNET, timeout=300)
+    # a CPU without native bf16, whatever this one is: autocast falls back to fp32 and says so
+    env = {**os.environ, CPU_BF16_ENV: "0"}
+    proc = run_python(TOOL, *args, *TINY_SGNET, env=env, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads((tmp_path / "benchmark.json").read_text())
     keys = ["sgnet", "sgnet@amp", "sgnet@torchscript", "sgnet@onnx"]
@@ -188,6 +198,11 @@ def test_backends_side_by_side_with_forced_box_sizes(tmp_path):
         assert 12**2 <= setting["box_area_px"]["mean"] <= 48**2, setting["box_area_px"]
         assert "forced boxes of sides 16-48 px" in results[key]["init"]
     assert results["sgnet@torchscript"]["label"] == "SG-Net [TorchScript]"
+    assert results["sgnet@amp"]["label"] == "SG-Net [autocast requested, fp32: no native bf16]"
+    # once each, though the model is built for every setting
+    assert proc.stderr.count("--backends amp is ignored: the CPU") == 1
+    assert proc.stderr.count("TEST.AMP.ENABLED is ignored: the CPU") == 1
+    assert results["environment"]["cpu_bf16_native"] is False
     ratios = {r["name"]: r for r in results["ratios"]}
     for key in keys[1:]:
         expected = (

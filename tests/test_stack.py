@@ -1,6 +1,7 @@
 """The installed stack: torch/torchvision ops, detectron2 importable on its own, the _C stand-in."""
 
 import importlib.metadata
+import os
 
 import pytest
 import torch
@@ -63,6 +64,10 @@ def test_vis_d2_collect_env_reports_stack(python):
                 "pycocotools", "CUDA available"):
         assert key in out.stdout
     assert torch.__version__ in out.stdout
+    capability = [line for line in out.stdout.splitlines() if line.startswith("CPU capability")]
+    assert capability[0].split()[-1] == torch.backends.cpu.get_cpu_capability()
+    out = python("-m", "vis_d2.collect_env", env={**os.environ, "VIS_D2_CPU_BF16": "0"})
+    assert "no (autocast runs in fp32)" in out.stdout and "VIS_D2_CPU_BF16" in out.stdout
 
 
 def test_torchvision_nms_keeps_the_expected_boxes():
