@@ -203,6 +203,7 @@ def test_backends_side_by_side_with_forced_box_sizes(tmp_path):
     assert proc.stderr.count("--backends amp is ignored: the CPU") == 1
     assert proc.stderr.count("TEST.AMP.ENABLED is ignored: the CPU") == 1
     assert results["environment"]["cpu_bf16_native"] is False
+    assert results["environment"]["cpu_environment"][CPU_BF16_ENV] == "0"
     ratios = {r["name"]: r for r in results["ratios"]}
     for key in keys[1:]:
         expected = (

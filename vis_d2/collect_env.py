@@ -19,10 +19,7 @@ import torchvision
 from tabulate import tabulate
 
 import vis_d2
-from vis_d2.utils.precision import CPU_BF16_ENV, cpu_info
-
-# variables that change what the CPU runs (and so every timing)
-CPU_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", CPU_BF16_ENV, "OMP_NUM_THREADS")
+from vis_d2.utils.precision import cpu_environment, cpu_info
 
 
 def detectron2_source() -> tuple[str, bool]:
@@ -67,7 +64,7 @@ def collect_env_info() -> str:
         ("CPU bf16 native", "yes" if cpu.bf16_native else "no (autocast runs in fp32)"),
         ("CPU class of timings", cpu.cpu_class),
     ]
-    rows += [(name, os.environ[name]) for name in CPU_ENV_VARS if name in os.environ]
+    rows += list(cpu_environment().items())
     rows.append(("CPU threads (torch)", torch.get_num_threads()))
     return tabulate(rows)
 

@@ -25,7 +25,7 @@ from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from .precision import cpu_info
+from .precision import cpu_environment, cpu_info
 
 __all__ = [
     "BoxSizes",
@@ -360,6 +360,7 @@ def env_summary(device: torch.device) -> dict[str, Any]:
         "threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
         **cpu_info().as_dict(),
+        "cpu_environment": cpu_environment(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

@@ -22,11 +22,25 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["CPU_BF16_ENV", "CPUInfo", "cpu_bf16_native", "cpu_info", "use_autocast"]
+__all__ = [
+    "CPU_BF16_ENV",
+    "CPUInfo",
+    "cpu_bf16_native",
+    "cpu_environment",
+    "cpu_info",
+    "use_autocast",
+]
 
 logger = logging.getLogger(__name__)
 
 CPU_BF16_ENV = "VIS_D2_CPU_BF16"
+# variables that change which kernels the CPU runs, and so every CPU timing
+CPU_ENV_VARS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", CPU_BF16_ENV, "OMP_NUM_THREADS")
+
+
+def cpu_environment() -> dict[str, str]:
+    """Those of :data:`CPU_ENV_VARS` that are set, with their values."""
+    return {name: os.environ[name] for name in CPU_ENV_VARS if name in os.environ}
 
 
 def cpu_bf16_native() -> bool:
