@@ -1,6 +1,7 @@
 """YTVISEvaluator: per-frame tracks → results.json/zip → official-protocol AP."""
 
 import json
+import weakref
 import zipfile
 
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 import torch
 from conftest import write_video_dataset
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.evaluation import DatasetEvaluator
 from detectron2.structures import Instances
 
 from vis_d2.data import load_ytvis_json, register_ytvis_instances
+from vis_d2.engine import inference_on_videos
 from vis_d2.evaluation import YTVISEvaluator, frames_to_tracks
 
 H, W = 20, 24
@@ -214,3 +217,71 @@ def test_synthetic_val_ground_truth_scores_ap_1(tmp_path):
     evaluator.reset()
     evaluator.process(videos, _ground_truth_outputs(videos))
     assert evaluator.evaluate()["segm"]["AP"] == pytest.approx(100.0)
+
+
+class _ReplayModel(torch.nn.Module):
+    """Replays given per-video frame outputs through the online interface, and records
+    whether the masks it returned for earlier frames are still alive in memory."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self.register_buffer("_anchor", torch.zeros(1))
+        self.videos = [list(o["frames"]) for o in outputs]
+        self.alive_earlier: list[int] = []
+        self._returned: list = []
+
+    @property
+    def device(self):
+        return self._anchor.device
+
+    def reset(self):
+        self._frames = iter(self.videos.pop(0))
+
+    def inference_frame(self, frame):
+        self.alive_earlier.append(sum(ref() is not None for ref in self._returned))
+        inst = next(self._frames)
+        # the caller's copy: the replayed list keeps its own
+        out = Instances(inst.image_size, **{k: v.clone() for k, v in inst.get_fields().items()})
+        self._returned.append(weakref.ref(out.pred_masks))
+        return out
+
+
+class _FramesEvaluator(DatasetEvaluator):
+    """An evaluator without a stream: it must get every frame's instances."""
+
+    def reset(self):
+        self.frames = []
+
+    def process(self, inputs, outputs):
+        self.frames += [len(o["frames"]) for o in outputs]
+
+    def evaluate(self):
+        return {"frames": {"per_video": self.frames}}
+
+
+def test_inference_streams_frames_into_the_evaluator(tmp_path):
+    name = "vis_d2_test_eval_stream"
+    _register(tmp_path, name)
+    videos = DatasetCatalog.get(name)
+    expected = YTVISEvaluator(name, distributed=False)
+    expected.reset()
+    for video, output in zip(videos, _ground_truth_outputs(videos), strict=True):
+        expected.process([video], [output])
+    loader = [[{**v, "frames": [{"image": None}] * v["length"]}] for v in videos]
+
+    model = _ReplayModel(_ground_truth_outputs(videos))
+    streamed = YTVISEvaluator(name, distributed=False)
+    segm = inference_on_videos(model, loader, streamed)["segm"]
+    assert segm["AP"] == pytest.approx(100.0)
+    assert streamed._results == expected._results
+    # no mask returned by the model outlives its frame: only RLE is kept
+    assert model.alive_earlier == [0] * sum(v["length"] for v in videos)
+
+    # an evaluator without video_results gets the frames, beside a streamed one
+    model = _ReplayModel(_ground_truth_outputs(videos))
+    frames = _FramesEvaluator()
+    streamed = YTVISEvaluator(name, distributed=False)
+    results = inference_on_videos(model, loader, [streamed, frames])
+    assert results["frames"]["per_video"] == [3, 2]
+    assert results["segm"]["AP"] == pytest.approx(100.0)
+    assert max(model.alive_earlier) > 0  # that evaluator's frames are kept until the video ends

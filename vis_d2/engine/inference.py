@@ -26,14 +26,21 @@ def inference_on_videos(
     """Run ``model`` online over every video of ``data_loader`` (batches of one video from
     ``YTVISTestMapper``) and return ``evaluator.evaluate()``.
 
-    The model must offer ``reset()`` and ``inference_frame(frame)``. Reading a frame is timed
-    apart from the model: the log reports the model's time per frame and its FPS (frames /
-    model time), leaving out the first ``WARMUP_FRAMES`` frames when there are more.
+    The model must offer ``reset()`` and ``inference_frame(frame)``. An evaluator that offers
+    ``video_results(video)`` (:class:`~vis_d2.evaluation.YTVISEvaluator`) gets each frame's
+    instances as soon as they are predicted and the video's accumulator as its output
+    (``{"tracks": ...}``), so memory does not grow with the frames' masks; any other evaluator
+    gets ``{"frames": [Instances per frame]}``. Reading a frame is timed apart from the model:
+    the log reports the model's time per frame and its FPS (frames / model time), leaving out
+    the first ``WARMUP_FRAMES`` frames when there are more.
     """
     if evaluator is None:
         evaluator = DatasetEvaluators([])
     elif isinstance(evaluator, list):
         evaluator = DatasetEvaluators(evaluator)
+    # detectron2's DatasetEvaluators gives every evaluator the same outputs; each one here gets
+    # its own (a stream of its own, or the frames)
+    evaluators = evaluator._evaluators if isinstance(evaluator, DatasetEvaluators) else [evaluator]
     evaluator.reset()
     total = len(data_loader)
     logger.info(f"Start inference on {total} videos ({get_world_size()} processes)")
@@ -47,22 +54,30 @@ def inference_on_videos(
         stack.enter_context(inference_context(model))
         stack.enter_context(torch.no_grad())
         for idx, inputs in enumerate(data_loader):
-            outputs = []
             for video in inputs:
                 model.reset()
-                frames = []
+                streams = [getattr(e, "video_results", None) for e in evaluators]
+                streams = [make(video) if make else None for make in streams]
+                frames: list | None = [] if None in streams else None
                 t_read = time.perf_counter()
                 for frame in video["frames"]:
                     t0 = time.perf_counter()
-                    frames.append(model.inference_frame(frame))
+                    instances = model.inference_frame(frame)
                     if torch.cuda.is_available():
                         torch.cuda.synchronize()
                     t1 = time.perf_counter()
                     model_times.append(t1 - t0)
                     read_times.append(t0 - t_read)
-                    t_read = t1
-                outputs.append({"frames": frames})
-            evaluator.process(inputs, outputs)
+                    for stream in streams:
+                        if stream is not None:
+                            stream.add(instances)
+                    if frames is not None:
+                        frames.append(instances)
+                    del instances  # not alive while the next frame is predicted
+                    t_read = time.perf_counter()
+                for e, stream in zip(evaluators, streams, strict=True):
+                    output = {"frames": frames} if stream is None else {"tracks": stream}
+                    e.process([video], [output])
             eta = (time.perf_counter() - start) / (idx + 1) * (total - idx - 1)
             log_every_n_seconds(
                 logging.INFO,

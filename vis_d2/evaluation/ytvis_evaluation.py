@@ -150,11 +150,12 @@ def frames_to_tracks(
 class YTVISEvaluator(DatasetEvaluator):
     """Evaluate video instance segmentation on a YouTube-VIS-format split.
 
-    ``process`` takes, per video input, an output ``{"frames": [Instances per frame]}`` (see
-    :func:`frames_to_tracks`). ``evaluate`` gathers the results of all processes, writes
-    ``results.json`` and ``results.zip`` (the CodaLab submission) into ``output_dir`` and, when
-    the split's json has annotations, returns ``{"segm": {AP, AP50, ... in percent, "AP-<class>"}}``
-    computed exactly as the official YouTube-VIS API does.
+    ``process`` takes, per video input, the video's :class:`TrackResults` fed frame by frame
+    (:meth:`video_results`), or an output ``{"frames": [Instances per frame]}``. ``evaluate``
+    gathers the results of all processes, writes ``results.json`` and ``results.zip`` (the
+    CodaLab submission) into ``output_dir`` and, when the split's json has annotations,
+    returns ``{"segm": {AP, AP50, ... in percent, "AP-<class>"}}`` computed exactly as the
+    official YouTube-VIS API does.
     """
 
     def __init__(
@@ -178,19 +179,27 @@ class YTVISEvaluator(DatasetEvaluator):
     def reset(self) -> None:
         self._results = []
 
+    def video_results(self, video: dict) -> TrackResults:
+        """An empty accumulator of ``video``'s results, to be fed frame by frame as the frames
+        are predicted and handed to :meth:`process` as the output ``{"tracks": ...}``: only
+        RLE masks are kept, no full-resolution mask outlives its frame."""
+        return TrackResults(video["video_id"], self._to_dataset_id, self._classes_per_track)
+
     def process(self, inputs: list[dict], outputs: list[dict]) -> None:
+        """Per video input, an output ``{"tracks": TrackResults}`` (see :meth:`video_results`)
+        or ``{"frames": [Instances per frame]}``."""
         for video, output in zip(inputs, outputs, strict=True):
-            frames = output["frames"]
-            if len(frames) != video["length"]:
+            tracks = output.get("tracks")
+            if tracks is None:
+                tracks = self.video_results(video)
+                for instances in output["frames"]:
+                    tracks.add(instances)
+            if tracks.num_frames != video["length"]:
                 raise ValueError(
-                    f"video {video['video_id']}: {len(frames)} predicted frames for "
+                    f"video {video['video_id']}: {tracks.num_frames} predicted frames for "
                     f"a video of {video['length']}"
                 )
-            self._results.extend(
-                frames_to_tracks(
-                    frames, video["video_id"], self._to_dataset_id, self._classes_per_track
-                )
-            )
+            self._results.extend(tracks.results())
 
     def _gather(self) -> list[dict] | None:
         if not self._distributed:
