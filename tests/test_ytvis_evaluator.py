@@ -285,3 +285,12 @@ def test_inference_streams_frames_into_the_evaluator(tmp_path):
     assert results["frames"]["per_video"] == [3, 2]
     assert results["segm"]["AP"] == pytest.approx(100.0)
     assert max(model.alive_earlier) > 0  # that evaluator's frames are kept until the video ends
+
+
+def test_trim_heap_returns_free_pages_on_glibc():
+    import platform
+
+    from vis_d2.utils.memory import trim_heap
+
+    # malloc_trim exists exactly where the C library is glibc; elsewhere nothing is done
+    assert trim_heap() is (platform.libc_ver()[0] == "glibc")

@@ -187,6 +187,7 @@ def run(
     import cv2
     from tqdm import tqdm
 
+    from vis_d2.utils.memory import TRIM_EVERY, trim_heap
     from vis_d2.utils.video_io import Mp4Writer, StagedOutputs, VideoIOError
 
     with StagedOutputs() as staged:
@@ -211,6 +212,8 @@ def run(
                 if paths.json is not None:
                     results.add(instances)
                 num_frames = t + 1
+                if num_frames % TRIM_EVERY == 0:
+                    trim_heap()  # a long video's resident size stays flat
                 bar.set_postfix(model_fps=f"{num_frames / max(model_seconds, 1e-9):.1f}")
         finally:
             writer.close()

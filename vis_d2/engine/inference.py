@@ -13,6 +13,8 @@ from detectron2.utils.comm import get_world_size
 from detectron2.utils.logger import log_every_n_seconds
 from torch import nn
 
+from ..utils.memory import TRIM_EVERY, trim_heap
+
 __all__ = ["inference_on_videos"]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ def inference_on_videos(
                     if frames is not None:
                         frames.append(instances)
                     del instances  # not alive while the next frame is predicted
+                    if len(model_times) % TRIM_EVERY == 0:
+                        trim_heap()  # a long video's resident size stays flat
                     t_read = time.perf_counter()
                 for e, stream in zip(evaluators, streams, strict=True):
                     output = {"frames": frames} if stream is None else {"tracks": stream}
