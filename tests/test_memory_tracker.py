@@ -122,3 +122,35 @@ def test_registry_config_and_bad_inputs():
     tracker.update(_detections([[0, 0, 16, 16]], [0.9], [[1, 0]], [(0, 2, 0, 2)]))
     with pytest.raises(ValueError, match="2 propagated entries for a memory of 1"):
         tracker.propagate(torch.zeros(2, 4), torch.zeros(2, 3), torch.zeros(2, H, W))
+
+
+def test_the_memory_is_bounded_by_forget_after():
+    def frame(t):
+        # a new object every frame: its box and mask overlap no earlier one
+        box = [[10.0 * t, 0, 10.0 * t + 5, 5]]
+        return _detections(box, [0.9], [[1, 0]], [(t // 8, t // 8 + 1, t % 8, t % 8 + 1)])
+
+    sizes = {}
+    for forget_after in (0, 10):
+        tracker = MemoryTracker(max_missed=10, forget_after=forget_after)
+        sizes[forget_after] = []
+        for t in range(50):
+            if len(tracker):
+                tracker.propagate(tracker.memory.pred_boxes.tensor, tracker.memory.coefficients,
+                                  tracker.memory.mask_probs)  # fmt: skip
+            assert tracker.update(frame(t)).tolist() == [t]  # ids are never given again
+            assert len(tracker.memory) == len(tracker.ids) == len(tracker.missed)
+            sizes[forget_after].append(len(tracker))
+    # the authors' memory keeps every object of the video; the bounded one the last 11 frames'
+    assert sizes[0] == list(range(1, 51))
+    assert sizes[10] == list(range(1, 12)) + [11] * 39
+    assert tracker.ids.tolist() == list(range(39, 50))
+    assert tracker.missed.tolist() == list(range(10, -1, -1))
+    # an entry still shown (missed <= max_missed) is never forgotten
+    with pytest.raises(ValueError, match="forget_after must be 0 .never. or at least max_missed"):
+        MemoryTracker(max_missed=10, forget_after=5)
+    cfg = get_cfg()
+    cfg.MODEL.TRACKER.NAME = "MemoryTracker"
+    assert build_tracker(cfg).forget_after == 30
+    cfg.MODEL.TRACKER.MEMORY.FORGET_AFTER = 0
+    assert build_tracker(cfg).forget_after == 0

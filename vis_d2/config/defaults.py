@@ -77,6 +77,10 @@ def add_vis_config(cfg: CN) -> CN:
     cfg.MODEL.TRACKER.MEMORY.MAX_MISSED = 10
     cfg.MODEL.TRACKER.MEMORY.SCORE_DECAY = 0.95
     cfg.MODEL.TRACKER.MEMORY.MIN_SCORE = 0.05
+    # entries missed for more than this many frames leave the memory, so that its size and
+    # the work of a frame do not grow with the video; 0 keeps every object ever seen (the
+    # authors' memory). 0 or at least MAX_MISSED
+    cfg.MODEL.TRACKER.MEMORY.FORGET_AFTER = 30
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
     cfg.DATASETS.REGISTER = ()

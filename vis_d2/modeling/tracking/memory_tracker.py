@@ -93,6 +93,10 @@ class MemoryTracker(Tracker):
     :meth:`carried` returns the entries missed in this frame that are still shown: missed at
     most ``max_missed`` frames, score (decayed by ``score_decay`` per propagation) above
     ``min_score`` and a mask of more than one pixel.
+
+    An entry missed for more than ``forget_after`` frames leaves the memory (its id is not
+    given again), which bounds the memory by the objects of the last ``forget_after`` frames;
+    0 keeps every object seen in the video, as the authors' code does.
     """
 
     def __init__(
@@ -102,7 +106,13 @@ class MemoryTracker(Tracker):
         max_missed: int = 10,
         score_decay: float = 0.95,
         min_score: float = 0.05,
+        forget_after: int = 30,
     ):
+        if forget_after < 0 or 0 < forget_after < max_missed:
+            raise ValueError(
+                f"forget_after must be 0 (never) or at least max_missed ({max_missed}), so that "
+                f"no entry is forgotten while it is still shown; got {forget_after}"
+            )
         if len(match_coeffs) != 4:
             raise ValueError(
                 "match_coeffs must be 4 weights (score, mask IoU, box IoU, same class), got "
@@ -113,6 +123,7 @@ class MemoryTracker(Tracker):
         self.max_missed = max_missed
         self.score_decay = score_decay
         self.min_score = min_score
+        self.forget_after = forget_after
         self.reset()
 
     @classmethod
@@ -124,6 +135,7 @@ class MemoryTracker(Tracker):
             max_missed=memory.MAX_MISSED,
             score_decay=memory.SCORE_DECAY,
             min_score=memory.MIN_SCORE,
+            forget_after=memory.FORGET_AFTER,
         )
 
     def reset(self) -> None:
@@ -196,7 +208,15 @@ class MemoryTracker(Tracker):
             self.memory = added if self.memory is None else Instances.cat([self.memory, added])
             self.ids = torch.cat((self.ids, ids[new]))
             self.missed = torch.cat((self.missed, torch.zeros(num_new, dtype=torch.int64)))
+        if self.forget_after:
+            self._forget(self.missed <= self.forget_after)
         return ids.to(device)
+
+    def _forget(self, keep: torch.Tensor) -> None:
+        if bool(keep.all()):
+            return
+        self.memory = self.memory[keep.to(self.memory.scores.device)]
+        self.ids, self.missed = self.ids[keep], self.missed[keep]
 
     def carried(self) -> tuple[Instances | None, torch.Tensor]:
         """The entries missed in this frame and still shown, and their ids (None and no id
