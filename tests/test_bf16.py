@@ -50,7 +50,7 @@ def test_train_net_trains_under_bf16_autocast_only_where_the_cpu_runs_bf16(synth
         logs[amp, native] = proc.stdout + proc.stderr
         (record,) = [json.loads(line) for line in (out / "metrics.json").read_text().splitlines()]
         losses[amp, native] = {k: v for k, v in record.items() if k.startswith("loss_")}
-    bf16 = "training forward passes run with bf16 autocast on the CPU"
+    bf16 = "SOLVER.AMP.ENABLED: bf16 autocast on the CPU"
     fallback = "SOLVER.AMP.ENABLED is ignored: the CPU"
     assert bf16 in logs["True", "1"] and "native bf16" in logs["True", "1"]
     assert fallback not in logs["True", "1"]

@@ -15,9 +15,17 @@ from detectron2.structures import Instances
 
 from vis_d2.data import load_ytvis_json, register_ytvis_instances
 from vis_d2.engine import inference_on_videos
-from vis_d2.evaluation import YTVISEvaluator, frames_to_tracks
+from vis_d2.evaluation import TrackResults, YTVISEvaluator
 
 H, W = 20, 24
+
+
+def frames_to_tracks(frames, video_id, contiguous_to_dataset_id, classes_per_track=1):
+    """One video's per-frame instances through TrackResults → its results.json entries."""
+    tracks = TrackResults(video_id, contiguous_to_dataset_id, classes_per_track)
+    for inst in frames:
+        tracks.add(inst)
+    return tracks.results()
 
 
 def _mask(x0, y0, x1, y1):

@@ -163,11 +163,10 @@ class VISTrainer(DefaultTrainer):
         _check_num_classes(cfg, model)
         model = create_ddp_model(model, **_NO_BUFFER_SYNC)
         step_trainer = _SimpleTrainer
+        # use_autocast logs the choice, naming the CPU
         if use_autocast(cfg.SOLVER.AMP.ENABLED, cfg.MODEL.DEVICE, "SOLVER.AMP.ENABLED"):
             on_cpu = torch.device(cfg.MODEL.DEVICE).type == "cpu"
             step_trainer = _CPUBFloat16Trainer if on_cpu else _AMPTrainer
-            kind = "bf16 autocast on the CPU" if on_cpu else "fp16 autocast on CUDA"
-            logger.info(f"SOLVER.AMP.ENABLED: training forward passes run with {kind}")
         self._trainer = step_trainer(model, data_loader, optimizer)
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
         self.checkpointer = VISCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))

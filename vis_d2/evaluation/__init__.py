@@ -1,7 +1,7 @@
 """YouTube-VIS evaluation: official-equal scoring and the detectron2 evaluator."""
 
 from .ytvis_eval import STAT_NAMES, YTVISEvalResult, evaluate_ytvis
-from .ytvis_evaluation import TrackResults, YTVISEvaluator, frames_to_tracks
+from .ytvis_evaluation import TrackResults, YTVISEvaluator
 
 __all__ = [
     "STAT_NAMES",
@@ -9,5 +9,4 @@ __all__ = [
     "YTVISEvalResult",
     "YTVISEvaluator",
     "evaluate_ytvis",
-    "frames_to_tracks",
 ]

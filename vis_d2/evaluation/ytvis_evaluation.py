@@ -22,7 +22,7 @@ from tabulate import tabulate
 from ..utils.file_io import atomic_write
 from .ytvis_eval import STAT_NAMES, evaluate_ytvis
 
-__all__ = ["TrackResults", "YTVISEvaluator", "frames_to_tracks"]
+__all__ = ["TrackResults", "YTVISEvaluator"]
 
 logger = logging.getLogger(__name__)
 
@@ -131,20 +131,6 @@ class TrackResults:
     def track_ids(self) -> list[int]:
         """The track ids seen so far, in the order of :meth:`results`."""
         return sorted(self._tracks)
-
-
-def frames_to_tracks(
-    frames: list[Instances],
-    video_id: int,
-    contiguous_to_dataset_id: dict[int, int],
-    classes_per_track: int = 1,
-) -> list[dict]:
-    """Group the per-frame instances of one video by ``track_ids`` into results.json entries
-    (see :class:`TrackResults`)."""
-    tracks = TrackResults(video_id, contiguous_to_dataset_id, classes_per_track)
-    for inst in frames:
-        tracks.add(inst)
-    return tracks.results()
 
 
 class YTVISEvaluator(DatasetEvaluator):
