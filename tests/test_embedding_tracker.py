@@ -211,7 +211,7 @@ def test_empty_frame_leaves_memory_unchanged():
     dets = frame([far_box(0), far_box(1)], [0.9, 0.9], [0, 0], [[4.0, 0.0], [0.0, 4.0]])
     tracker.update(dets)
     assert tracker.update(dets[[]]).tolist() == []
-    assert tracker.num_objects == 2
+    assert len(tracker) == 2 and tracker.missed.tolist() == [1, 1]
     assert tracker.update(
         frame([far_box(4)] * 2, [0.9] * 2, [0] * 2, [[0, 4.0], [-4.0, -4.0]])
     ).tolist() == [1, 2]
@@ -278,4 +278,4 @@ def test_random_sequences_give_unique_ids(seed):
         new = ids[ids >= seen]
         assert new.tolist() == list(range(seen, seen + len(new)))  # next ids, input order
         seen += len(new)
-        assert tracker.num_objects == seen
+        assert tracker.next_id == seen

@@ -97,14 +97,14 @@ def test_carried_until_max_missed():
     assert shown == [[0], [0], [], []]
 
 
-def test_matched_entries_take_the_detection_and_new_ones_need_a_score():
+def test_matched_entries_take_the_detection_and_every_other_detection_starts_a_track():
     tracker = MemoryTracker()
     tracker.update(_detections([[0, 0, 16, 16]], [0.9], [[1, 0]], [(0, 2, 0, 2)]))
     moved = _detections([[2, 0, 18, 16], [40, 40, 50, 50]], [0.8, 0.0], [[1, 0.1], [0, 1]],
                         [(0, 2, 0, 3), (6, 8, 6, 8)], coefficients=torch.ones(2, 3))  # fmt: skip
-    assert tracker.update(moved).tolist() == [0, -1]  # a zero score starts no track
-    assert tracker.memory.pred_boxes.tensor.tolist() == [[2.0, 0.0, 18.0, 16.0]]
-    assert tracker.memory.scores.tolist() == [pytest.approx(0.8)] and len(tracker) == 1
+    assert tracker.update(moved).tolist() == [0, 1]  # a zero score too: no -1 leaks out
+    assert tracker.memory.pred_boxes.tensor.tolist() == [[2.0, 0.0, 18.0, 16.0], [40, 40, 50, 50]]
+    assert tracker.memory.scores.tolist() == [pytest.approx(0.8), 0.0] and len(tracker) == 2
     assert (tracker.memory.coefficients == 1).all()
 
 
@@ -152,5 +152,5 @@ def test_the_memory_is_bounded_by_forget_after():
     cfg = get_cfg()
     cfg.MODEL.TRACKER.NAME = "MemoryTracker"
     assert build_tracker(cfg).forget_after == 30
-    cfg.MODEL.TRACKER.MEMORY.FORGET_AFTER = 0
+    cfg.MODEL.TRACKER.FORGET_AFTER = 0
     assert build_tracker(cfg).forget_after == 0

@@ -65,6 +65,11 @@ def add_vis_config(cfg: CN) -> CN:
     cfg.MODEL.TRACKER.NAME = "MovementTracker"
     cfg.MODEL.TRACKER.MAX_AGE = 1  # frames a lost track can still be matched
     cfg.MODEL.TRACKER.SAME_CLASS = False  # match only detections of the track's class
+    # EmbeddingTracker, MemoryTracker: objects missed for more than this many frames are
+    # forgotten (never matched again, their ids not given again), so that the tracker's state
+    # and the work of a frame do not grow with the video; 0 keeps every object ever seen (the
+    # authors' trackers). MemoryTracker: 0 or at least MEMORY.MAX_MISSED
+    cfg.MODEL.TRACKER.FORGET_AFTER = 30
     # EmbeddingTracker: weights of (log detection score, box IoU, same class) added to the
     # embedding log-softmax (MaskTrack R-CNN's comprehensive score; SipMask-VIS's values)
     cfg.MODEL.TRACKER.MATCH_COEFFS = (1.0, 2.0, 10.0)
@@ -77,10 +82,7 @@ def add_vis_config(cfg: CN) -> CN:
     cfg.MODEL.TRACKER.MEMORY.MAX_MISSED = 10
     cfg.MODEL.TRACKER.MEMORY.SCORE_DECAY = 0.95
     cfg.MODEL.TRACKER.MEMORY.MIN_SCORE = 0.05
-    # entries missed for more than this many frames leave the memory, so that its size and
-    # the work of a frame do not grow with the video; 0 keeps every object ever seen (the
-    # authors' memory). 0 or at least MAX_MISSED
-    cfg.MODEL.TRACKER.MEMORY.FORGET_AFTER = 30
+    cfg.register_renamed_key("MODEL.TRACKER.MEMORY.FORGET_AFTER", "MODEL.TRACKER.FORGET_AFTER")
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them
     cfg.DATASETS.REGISTER = ()

@@ -391,13 +391,14 @@ class STMask(VISModel):
 
     def detect(self, rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size):
         """One frame's detections from its head rows (batch of one): candidates whose best
-        foreground probability exceeds the score threshold, score = that probability × the
-        centerness clamped at 0 (tanh can be negative, which would rank a detection below
-        every positive score), cross-class Fast NMS, the best ``detections_per_frame``."""
+        foreground probability exceeds the score threshold and whose centerness is positive
+        (tanh can be negative, which would rank a detection below every positive score),
+        score = that probability × the centerness, cross-class Fast NMS, the best
+        ``detections_per_frame``."""
         probs = rows["cls"][0].softmax(dim=1)[:, 1:]
         best, classes = probs.max(dim=1)
-        keep = (best > self.score_thresh).nonzero().squeeze(1)
-        scores = best[keep] * rows["ctr"][0, keep].clamp(min=0)
+        keep = ((best > self.score_thresh) & (rows["ctr"][0] > 0)).nonzero().squeeze(1)
+        scores = best[keep] * rows["ctr"][0, keep]
         boxes = self.coder.apply_deltas(rows["box"][0, keep], anchors[keep])
         boxes = Boxes(boxes)
         boxes.clip(image_size)
@@ -408,7 +409,7 @@ class STMask(VISModel):
         det.pred_boxes = boxes[kept]
         det.scores = scores[kept]
         det.pred_classes = classes[keep][kept]
-        det.class_scores = probs[keep][kept] * rows["ctr"][0, keep][kept, None].clamp(min=0)
+        det.class_scores = probs[keep][kept] * rows["ctr"][0, keep][kept, None]
         rows_kept = keep[kept]
         det.embeddings = rows["track"][0, rows_kept]
         det.coefficients = rows["mask"][0, rows_kept]
@@ -443,9 +444,8 @@ class STMask(VISModel):
         if self._previous is not None and len(self.tracker) and self.temporal_net is not None:
             self._propagate(self._previous, current, protos, (in_h, in_w))
         self._previous = current
-        ids = self.tracker.update(det)
-        det.track_ids = ids
-        shown = [det[ids >= 0]]
+        det.track_ids = self.tracker.update(det)
+        shown = [det]
         # missed objects are shown where temporal fusion carried them to this frame
         carried, carried_ids = self.tracker.carried()
         if self.temporal_net is not None and carried is not None and len(carried):

@@ -24,6 +24,9 @@ class Tracker(ABC):
     ``pred_boxes`` (XYXY px of the frame it is given), ``scores`` (N,) and ``pred_classes``
     (N,) always, and method outputs such as ``displacements`` (N, 2) px or ``embeddings``
     (N, D) where the tracker says so. A model that uses a tracker must produce its fields.
+
+    Every tracker bounds its state (``len(tracker)``: the objects it can still match) by a
+    setting, not by the length of the video, and gives every detection of a frame its own id.
     """
 
     @classmethod
@@ -37,8 +40,12 @@ class Tracker(ABC):
 
     @abstractmethod
     def update(self, detections: Instances) -> torch.Tensor:
-        """One frame's detections → their track ids (N,) int64 on the detections' device;
-        no two detections of a frame share an id."""
+        """One frame's detections → their track ids (N,) int64 ≥ 0 on the detections' device;
+        no two detections of a frame share an id, and every detection gets one."""
+
+    @abstractmethod
+    def __len__(self) -> int:
+        """The objects the tracker holds now (those a later detection can still match)."""
 
 
 def build_tracker(cfg: CfgNode) -> Tracker:

@@ -88,12 +88,14 @@ class EmbeddingTracker(Tracker):
     """Assigns track ids to the detections of one video by their embeddings (MaskTrack
     R-CNN's tracking branch at test time, as in SipMask-VIS).
 
-    The memory holds, for every object seen so far in the video (never pruned), its
-    embedding, its box and its label; object n has track id n - 1 (ids 0, 1, 2, ... per
-    video). A frame's detections are scored against the memory with
-    :func:`comprehensive_scores` (``coeffs`` = ``MODEL.TRACKER.MATCH_COEFFS``). A matched
-    object's embedding and box are replaced by its detection's, its label is kept (as the
-    authors do); new objects are appended with the next ids, in detection input order.
+    The memory holds, for every object of the video not missed for more than
+    ``forget_after`` frames (``MODEL.TRACKER.FORGET_AFTER``; 0: every object seen, as the
+    authors' memory), its embedding, its box, its label and its track id (ids 0, 1, 2, ...
+    per video, in order of appearance; a forgotten object's id is not given again). A frame's
+    detections are scored against the memory with :func:`comprehensive_scores` (``coeffs`` =
+    ``MODEL.TRACKER.MATCH_COEFFS``). A matched object's embedding and box are replaced by its
+    detection's, its label is kept (as the authors do); new objects are appended with the next
+    ids, in detection input order.
 
     Two defects of the authors' association are fixed:
 
@@ -113,31 +115,37 @@ class EmbeddingTracker(Tracker):
         video's objects. Here :meth:`reset` clears everything, and the models call it at
         every video start.
 
-    Frames without detections return no ids and leave the memory unchanged.
+    Frames without detections return no ids; every object in memory counts them as missed.
     """
 
-    def __init__(self, match_coeffs: Sequence[float] = (1.0, 2.0, 10.0)):
+    def __init__(self, match_coeffs: Sequence[float] = (1.0, 2.0, 10.0), forget_after: int = 30):
         if len(match_coeffs) != 3:
             raise ValueError(
                 f"match_coeffs must be 3 weights (log score, IoU, same class), got {match_coeffs}"
             )
+        if forget_after < 0:
+            raise ValueError(f"forget_after must be >= 0 (0: never), got {forget_after}")
         self.match_coeffs = tuple(float(c) for c in match_coeffs)
+        self.forget_after = forget_after
         self.reset()
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> EmbeddingTracker:
-        return cls(match_coeffs=cfg.MODEL.TRACKER.MATCH_COEFFS)
+        tracker = cfg.MODEL.TRACKER
+        return cls(match_coeffs=tracker.MATCH_COEFFS, forget_after=tracker.FORGET_AFTER)
 
     def reset(self) -> None:
         """Start a new video: empty memory, and the next new id is 0."""
         self.embeddings: torch.Tensor | None = None  # (M, D) once an object was seen
         self.boxes = torch.zeros(0, 4)
         self.classes = torch.zeros(0, dtype=torch.int64)
+        self.ids = torch.zeros(0, dtype=torch.int64)
+        self.missed = torch.zeros(0, dtype=torch.int64)  # frames since each object was matched
+        self.next_id = 0
 
-    @property
-    def num_objects(self) -> int:
-        """M: the objects seen so far in this video (the next new id)."""
-        return len(self.classes)
+    def __len__(self) -> int:
+        """M: the objects in memory."""
+        return len(self.ids)
 
     def update(self, detections: Instances) -> torch.Tensor:
         """One frame: ``pred_boxes`` (N, 4) XYXY px, ``scores`` (N,), ``pred_classes`` (N,)
@@ -161,13 +169,14 @@ class EmbeddingTracker(Tracker):
                 f"{tuple(embeddings.shape)}"
             )
         if n == 0:
+            self._age(torch.zeros(len(self), dtype=torch.bool))
             return torch.zeros(0, dtype=torch.int64, device=device)
         boxes = boxes.detach().float().cpu()
         embeddings = embeddings.detach().float().cpu()
         scores = detections.scores.detach().float().cpu()
         classes = detections.pred_classes.detach().long().cpu()
 
-        m = self.num_objects
+        m = len(self)
         if m:
             if embeddings.shape[1] != self.embeddings.shape[1]:
                 raise ValueError(
@@ -183,9 +192,13 @@ class EmbeddingTracker(Tracker):
             match = torch.full((n,), -1, dtype=torch.int64)
 
         matched = match >= 0
-        ids = match.clone()
+        ids = torch.empty(n, dtype=torch.int64)
+        ids[matched] = self.ids[match[matched]]
         num_new = int((~matched).sum())
-        ids[~matched] = torch.arange(m, m + num_new)
+        ids[~matched] = torch.arange(self.next_id, self.next_id + num_new)
+        self.next_id += num_new
+        seen = torch.zeros(m, dtype=torch.bool)
+        seen[match[matched]] = True
         if m:
             self.embeddings[match[matched]] = embeddings[matched]
             self.boxes[match[matched]] = boxes[matched]
@@ -194,4 +207,20 @@ class EmbeddingTracker(Tracker):
             self.embeddings = embeddings.clone()
         self.boxes = torch.cat((self.boxes, boxes[~matched]))
         self.classes = torch.cat((self.classes, classes[~matched]))
+        self.ids = torch.cat((self.ids, ids[~matched]))
+        self.missed = torch.cat((self.missed, torch.zeros(num_new, dtype=torch.int64)))
+        self._age(torch.cat((seen, torch.ones(num_new, dtype=torch.bool))))
         return ids.to(device)
+
+    def _age(self, seen: torch.Tensor) -> None:
+        """Count a frame: objects not ``seen`` (M,) in it were missed once more; forget those
+        missed for more than ``forget_after`` frames."""
+        self.missed = torch.where(seen, 0, self.missed + 1)
+        if not self.forget_after:
+            return
+        keep = self.missed <= self.forget_after
+        if bool(keep.all()):
+            return
+        self.ids, self.missed = self.ids[keep], self.missed[keep]
+        self.boxes, self.classes = self.boxes[keep], self.classes[keep]
+        self.embeddings = self.embeddings[keep]

@@ -86,17 +86,16 @@ class MemoryTracker(Tracker):
     matched at most once a frame, the higher detection score wins a conflict and the other
     detection takes its next option or a new id (the authors drop it from the output; here
     no detection is lost and no two share an id). A matched entry takes the detection's
-    fields and its missed count is reset; a new entry is added only for a detection with a
-    positive score (the authors add every candidate, also those whose tanh centerness made
-    the score negative).
+    fields and its missed count is reset; every other detection becomes a new entry.
 
     :meth:`carried` returns the entries missed in this frame that are still shown: missed at
     most ``max_missed`` frames, score (decayed by ``score_decay`` per propagation) above
     ``min_score`` and a mask of more than one pixel.
 
-    An entry missed for more than ``forget_after`` frames leaves the memory (its id is not
-    given again), which bounds the memory by the objects of the last ``forget_after`` frames;
-    0 keeps every object seen in the video, as the authors' code does.
+    An entry missed for more than ``forget_after`` frames (``MODEL.TRACKER.FORGET_AFTER``)
+    leaves the memory (its id is not given again), which bounds the memory by the objects of
+    the last ``forget_after`` frames; 0 keeps every object seen in the video, as the authors'
+    code does.
     """
 
     def __init__(
@@ -135,7 +134,7 @@ class MemoryTracker(Tracker):
             max_missed=memory.MAX_MISSED,
             score_decay=memory.SCORE_DECAY,
             min_score=memory.MIN_SCORE,
-            forget_after=memory.FORGET_AFTER,
+            forget_after=cfg.MODEL.TRACKER.FORGET_AFTER,
         )
 
     def reset(self) -> None:
@@ -187,7 +186,7 @@ class MemoryTracker(Tracker):
             match = assign_by_score(v, detections.scores)
         self.missed = self.missed + 1
         matched = match >= 0
-        ids = torch.full((n,), -1, dtype=torch.int64)
+        ids = torch.empty(n, dtype=torch.int64)
         ids[matched] = self.ids[match[matched]]
         if bool(matched.any()):
             rows = match[matched].to(device)
@@ -198,7 +197,7 @@ class MemoryTracker(Tracker):
                 else:
                     self.memory.get(name)[rows] = value
             self.missed[match[matched]] = 0
-        new = ~matched & (detections.scores.cpu() > 0)
+        new = ~matched
         num_new = int(new.sum())
         ids[new] = torch.arange(self.next_id, self.next_id + num_new)
         self.next_id += num_new

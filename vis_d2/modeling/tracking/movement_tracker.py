@@ -49,6 +49,11 @@ class MovementTracker(Tracker):
         self.movements = torch.zeros(0, 2)
         self.missed = torch.zeros(0, dtype=torch.int64)
 
+    def __len__(self) -> int:
+        """The tracks that can still be matched: those missed in fewer than ``max_age``
+        frames."""
+        return len(self.ids)
+
     def update(self, detections: Instances) -> torch.Tensor:
         """One frame: ``pred_boxes`` (N, 4) XYXY px, ``scores`` (N,), ``pred_classes`` (N,)
         and, optionally, ``displacements`` (N, 2) px = predicted c_t - c_{t-1} (absent: no
