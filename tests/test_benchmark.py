@@ -10,13 +10,16 @@ from conftest import REPO, run_python
 from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
 
-from vis_d2.utils.benchmark import (
+from vis_d2.benchmark import (
+    BENCHMARK_ADAPTER_REGISTRY,
     BoxSizes,
     PartTimer,
     Probe,
+    benchmark_adapter,
     estimate_norm_statistics,
     latency_stats,
 )
+from vis_d2.benchmark.report import load_goals
 from vis_d2.utils.precision import CPU_BF16_ENV
 
 TOOL = str(REPO / "tools" / "benchmark.py")
@@ -236,21 +239,42 @@ def test_box_sizes_follow_the_stated_distribution():
         BoxSizes(64, 32)
 
 
-def test_forced_box_sizes_reach_the_detections():
+def _tiny_cfg(arch):
+    if arch == "SGNet":
+        from test_sgnet import tiny_cfg
+
+        return tiny_cfg()
+    if arch == "SipMaskVIS":
+        from test_sipmask import tiny_cfg
+
+        return tiny_cfg()
+    from test_stmask import tiny_cfg
+
+    return tiny_cfg()
+
+
+@pytest.mark.parametrize("arch", ["SGNet", "SipMaskVIS", "STMask"])
+def test_forced_box_sizes_reach_the_detections(arch):
     from detectron2.modeling import build_model
-    from test_sgnet import tiny_cfg
 
-    from vis_d2.modeling.sgnet import SGNet
-
-    cfg = SGNet.force_detections(tiny_cfg(), 20)
+    cfg = _tiny_cfg(arch)  # its config imports the method's package, which registers it
+    adapter = benchmark_adapter(arch)
+    cfg = adapter.force_detections(cfg, 20)
     torch.manual_seed(0)
     model = build_model(cfg).eval()
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
     sizes = BoxSizes(8, 24, seed=1)
-    assert "sides 8-24 px" in model.init_for_benchmark(sizes)
+    assert "sides 8-24 px" in adapter.force_box_sizes(model, sizes)
     image = torch.randint(0, 256, (3, 64, 96), dtype=torch.uint8)
     with torch.no_grad():
         out = model.inference_frame({"image": image, "height": 64, "width": 96, "is_first": True})
-    assert len(out) == 20
+        again = model.inference_frame({"image": image, "height": 64, "width": 96})
+    assert len(out) == 20 and len(again) >= 20  # STMask also shows the objects it carries
+    # the model runs its own code on the forced graph outputs: weights and methods unchanged
+    assert all(torch.equal(v, weights[k]) for k, v in model.state_dict().items())
+    assert not {"detect", "inference_frame"} & set(vars(model)) and "detect" not in vars(
+        getattr(model, "fcos", model)
+    )
     boxes = out.pred_boxes.tensor
     inside = (boxes[:, 0] > 0) & (boxes[:, 1] > 0) & (boxes[:, 2] < 96) & (boxes[:, 3] < 64)
     assert inside.sum() >= 5
@@ -258,6 +282,8 @@ def test_forced_box_sizes_reach_the_detections():
     side, aspect = (w * h).sqrt(), w / h
     assert side.min() >= 8 - 1e-3 and side.max() <= 24 + 1e-3
     assert aspect.min() >= 0.5 - 1e-3 and aspect.max() <= 2 + 1e-3
+    if arch == "STMask":
+        return
     # centred on an FCOS location of its level (x = stride * (i + 0.5))
     centres = (boxes[inside, :2] + boxes[inside, 2:]) / 2
     strides = torch.tensor(cfg.MODEL.FCOS.FPN_STRIDES, dtype=torch.float32)
@@ -266,3 +292,28 @@ def test_forced_box_sizes_reach_the_detections():
         for c in centres
     ]
     assert all(on_grid), centres
+
+
+def test_every_vis_meta_arch_has_an_adapter_and_unknown_ones_are_named():
+    from detectron2.modeling import META_ARCH_REGISTRY
+
+    from vis_d2.config import get_cfg
+    from vis_d2.modeling import VISModel
+
+    get_cfg()  # loads every installed method package
+    vis = {name for name, cls in META_ARCH_REGISTRY if issubclass(cls, VISModel)}
+    assert vis == {"SGNet", "SipMaskVIS", "STMask"}
+    assert vis | {"GeneralizedRCNN"} <= {name for name, _ in BENCHMARK_ADAPTER_REGISTRY}
+    with pytest.raises(KeyError, match="NoSuchNet has no benchmark adapter .registered: "):
+        benchmark_adapter("NoSuchNet")
+
+
+def test_goal_files_are_checked(tmp_path):
+    bad = tmp_path / "goals.yaml"
+    bad.write_text("scaling: 1.1\nspeedup: 2\n")
+    with pytest.raises(ValueError, match=r"goals.yaml: unknown goals \['speedup'\]"):
+        load_goals(bad)
+    bad.write_text("scaling: fast\n")
+    with pytest.raises(ValueError, match="goal scaling must be a number, got 'fast'"):
+        load_goals(bad)
+    assert load_goals(REPO / "configs" / "benchmark" / "speed_goals.yaml")["heads_share"] == 15

@@ -1,14 +1,11 @@
-"""Pieces every vis_d2 method's meta-architecture uses: sampling positives per image, reading
-dense maps at boxes, and a frame's tracked output."""
+"""Pieces every vis_d2 method's meta-architecture uses: sampling positives per image and
+reading dense maps at boxes."""
 
 from __future__ import annotations
 
 import torch
-from detectron2.structures import Boxes, Instances
 
-from .tracking import Tracker
-
-__all__ = ["cap_per_image", "read_at_centres", "tracked_frame"]
+__all__ = ["cap_per_image", "read_at_centres"]
 
 
 def cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:
@@ -30,36 +27,3 @@ def read_at_centres(maps: torch.Tensor, im_inds: torch.Tensor, boxes: torch.Tens
     x = torch.div(centres[:, 0], stride, rounding_mode="floor").long().clamp(0, width - 1)
     y = torch.div(centres[:, 1], stride, rounding_mode="floor").long().clamp(0, height - 1)
     return maps[im_inds, :, y, x]
-
-
-def tracked_frame(
-    det: Instances,
-    masks: torch.Tensor,
-    input_size: tuple[int, int],
-    output_size: tuple[int, int],
-    tracker: Tracker,
-    displacements: torch.Tensor | None = None,
-    embeddings: torch.Tensor | None = None,
-) -> Instances:
-    """A frame's output: detections ``det`` on the (h, w) network input, their bool ``masks``
-    (N, H, W) at the (H, W) output size, and what a tracker may read: their centre
-    ``displacements`` (N, 2) since the previous frame in input pixels (None: no previous
-    frame) and their ``embeddings`` (N, D) → ``Instances`` with boxes scaled and clipped to the
-    output, ``scores``, ``pred_classes``, ``pred_masks``, the given fields and the
-    ``track_ids`` that ``tracker`` gives them."""
-    (in_h, in_w), (out_h, out_w) = input_size, output_size
-    scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=masks.device)
-    result = Instances((out_h, out_w))
-    result.pred_boxes = Boxes(det.pred_boxes.tensor * scale)
-    result.pred_boxes.clip((out_h, out_w))
-    result.scores = det.scores
-    result.pred_classes = det.pred_classes
-    if det.has("class_scores"):
-        result.class_scores = det.class_scores
-    result.pred_masks = masks
-    if displacements is not None:
-        result.displacements = displacements * scale[:2]
-    if embeddings is not None:
-        result.embeddings = embeddings
-    result.track_ids = tracker.update(result)
-    return result

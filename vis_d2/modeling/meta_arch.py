@@ -9,11 +9,11 @@ from typing import ClassVar
 
 import torch
 from detectron2.config import CfgNode
-from detectron2.structures import ImageList, Instances
+from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
-from ..utils.benchmark import BoxSizes, Probe
 from ..utils.precision import use_autocast
+from .tracking import Tracker
 
 __all__ = ["AutocastGraph", "Graph", "VISModel", "inference_amp_from_config", "normalize_and_pad"]
 
@@ -77,20 +77,10 @@ class VISModel(nn.Module, metaclass=ABCMeta):
     """
 
     num_classes: int
+    # gives the detections of a video their track ids (unless the model tracks them itself)
+    tracker: Tracker
     # the config key that sets num_classes, for error messages
     num_classes_key: ClassVar[str]
-    # the method's name in reports
-    display_name: ClassVar[str]
-    # (part, label) rows of tools/benchmark.py's split table, in the order of a frame; a part
-    # "group/name" is counted in its group's row too
-    benchmark_layout: ClassVar[list[tuple[str, str]]] = []
-    # the groups of benchmark_layout on top of the detector (mask, tracking), and the part
-    # that is the detector's post-processing (top-k, NMS)
-    benchmark_head_groups: ClassVar[tuple[str, ...]] = ()
-    benchmark_postprocess_part: ClassVar[str] = ""
-    # the part that assembles the masks of the detections (windows, paste, resize)
-    benchmark_assembly_part: ClassVar[str] = ""
-
     def __init__(
         self,
         pixel_mean: tuple[float, ...],
@@ -102,8 +92,18 @@ class VISModel(nn.Module, metaclass=ABCMeta):
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self._graphs: dict[str, Graph] | None = None
-        # TEST.AMP.ENABLED: the model's own dense graphs run as AutocastGraph
-        self.inference_amp = inference_amp
+        self._own_graphs: dict[str, Graph] | None = None
+        self._inference_amp = inference_amp
+
+    @property
+    def inference_amp(self) -> bool:
+        """``TEST.AMP.ENABLED``: the model's own dense graphs run as :class:`AutocastGraph`."""
+        return self._inference_amp
+
+    @inference_amp.setter
+    def inference_amp(self, enabled: bool) -> None:
+        self._inference_amp = enabled
+        self._own_graphs = None
 
     @property
     def device(self) -> torch.device:
@@ -139,10 +139,45 @@ class VISModel(nn.Module, metaclass=ABCMeta):
     def reset(self) -> None:
         """Start a new video: forget earlier frames and restart track ids at 0."""
 
-    @abstractmethod
+    @torch.no_grad()
     def inference_frame(self, frame: dict) -> Instances:
         """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``, which resets first) → its tracked instances."""
+        optional ``is_first``, which resets first) → its tracked instances at the original
+        size: :meth:`inference` on the input, then :meth:`_postprocess`."""
+        if frame.get("is_first", False):
+            self.reset()
+        image = frame["image"].to(self.device).float()
+        in_h, in_w = image.shape[-2:]
+        output_size = (frame.get("height", in_h), frame.get("width", in_w))
+        return self._postprocess(self.inference(image, output_size), output_size)
+
+    @abstractmethod
+    def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
+        """One resized frame (3, H, W) float 0-255 on the model's device → its detections on
+        the (H, W) input: ``pred_boxes`` (XYXY input px), ``scores``, ``pred_classes``,
+        optionally ``class_scores`` (N, C), ``pred_masks`` (N, H_out, W_out) bool at
+        ``output_size``, and what :attr:`tracker` reads (``displacements`` (N, 2) input px,
+        ``embeddings`` (N, D)), or their ``track_ids`` where the model tracked them itself."""
+
+    def _postprocess(self, det: Instances, output_size: tuple[int, int]) -> Instances:
+        """Detections on the input (:meth:`inference`) → the frame's output at ``output_size``
+        (H_out, W_out): boxes scaled and clipped, ``displacements`` scaled, ``scores``,
+        ``pred_classes``, ``class_scores``, ``pred_masks`` and ``embeddings`` as they are, and
+        the ``track_ids`` that :attr:`tracker` gives them (unless they have theirs)."""
+        (in_h, in_w), (out_h, out_w) = det.image_size, output_size
+        scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
+        result = Instances((out_h, out_w))
+        result.pred_boxes = Boxes(det.pred_boxes.tensor * scale)
+        result.pred_boxes.clip((out_h, out_w))
+        for name in ("scores", "pred_classes", "class_scores", "pred_masks"):
+            if det.has(name):
+                result.set(name, det.get(name))
+        if det.has("displacements"):
+            result.displacements = det.displacements * scale[:2]
+        if det.has("embeddings"):
+            result.embeddings = det.embeddings
+        result.track_ids = det.track_ids if det.has("track_ids") else self.tracker.update(result)
+        return result
 
     def inference_video(self, video: dict) -> dict:
         """A whole video (``frames``: per-frame inputs) → ``{"frames": [Instances]}``."""
@@ -166,15 +201,22 @@ class VISModel(nn.Module, metaclass=ABCMeta):
         an export; the rest of the weights are in the graphs)."""
 
     def graphs(self) -> dict[str, Graph]:
-        """The graphs :meth:`inference_frame` runs: the traced ones given to
-        :meth:`use_graphs`, else this model's own modules (under autocast with
-        ``inference_amp``)."""
+        """The graphs :meth:`inference_frame` runs: those given to :meth:`use_graphs` (e.g.
+        traced ones), else this model's own modules (under autocast with ``inference_amp``),
+        built once."""
         if self._graphs is not None:
             return self._graphs
-        graphs = self.export_graphs()
-        if self.inference_amp:
-            return {name: AutocastGraph(graph) for name, graph in graphs.items()}
-        return graphs
+        if self._own_graphs is None:
+            graphs = self.export_graphs()
+            if self.inference_amp:
+                graphs = {name: AutocastGraph(graph) for name, graph in graphs.items()}
+            self._own_graphs = graphs
+        return self._own_graphs
+
+    def _apply(self, fn, *args, **kwargs):
+        # the own graphs hold the buffers that .to() and .cuda() replace: built anew after
+        self._own_graphs = None
+        return super()._apply(fn, *args, **kwargs)
 
     def use_graphs(self, graphs: dict[str, Graph] | None) -> None:
         """Run frames through ``graphs`` (e.g. loaded from an export), or through the model's
@@ -184,21 +226,3 @@ class VISModel(nn.Module, metaclass=ABCMeta):
             if missing:
                 raise ValueError(f"graphs {sorted(missing)} are missing")
         self._graphs = graphs
-
-    # ---------------------------------------------------------------------------- benchmark
-    @classmethod
-    @abstractmethod
-    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
-        """A copy of ``cfg`` whose model outputs exactly ``num`` detections a frame (every
-        candidate kept, nothing suppressed), to time a frame against its detection count."""
-
-    def init_for_benchmark(self, sizes: BoxSizes) -> str:
-        """Make a randomly initialised model's forced detections resemble a trained model's:
-        boxes of ``sizes`` (where the model decodes boxes, e.g.
-        :func:`vis_d2.modeling.fcos.force_box_sizes`); called on every model the benchmark
-        builds, so it must not change the weights. Returns what it did (nothing by default)."""
-        return ""
-
-    def benchmark_probes(self) -> list[Probe]:
-        """Probes that split a frame into the parts of :attr:`benchmark_layout`."""
-        return []

@@ -2,7 +2,10 @@
 meta-architecture, the backbone and the anchor generator register in detectron2's registries
 on import)."""
 
-from . import convert  # noqa: F401  (registers the authors' checkpoint converter)
+from . import (
+    benchmark,  # noqa: F401  (registers the benchmark adapter)
+    convert,  # noqa: F401  (registers the authors' checkpoint converter)
+)
 from .anchors import KernelAnchorGenerator
 from .backbone import STMaskFPN, build_stmask_resnet_fpn_backbone
 from .config import add_stmask_config

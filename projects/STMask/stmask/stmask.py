@@ -13,7 +13,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from vis_d2.layers import fast_nms
-from vis_d2.modeling.common import tracked_frame
 from vis_d2.modeling.mask_windows import (
     assemble_masks,
     blend,
@@ -23,7 +22,6 @@ from vis_d2.modeling.mask_windows import (
 )
 from vis_d2.modeling.meta_arch import VISModel, inference_amp_from_config
 from vis_d2.modeling.tracking import MemoryTracker, Tracker, build_tracker
-from vis_d2.utils.benchmark import BoxSizes, Probe
 
 from .anchors import KernelAnchorGenerator
 from .graphs import FrameGraph, split_frame_outputs
@@ -67,20 +65,6 @@ class STMask(VISModel):
     """
 
     num_classes_key = "MODEL.STMASK.NUM_CLASSES"
-    display_name = "STMask"
-    benchmark_layout = [
-        ("backbone", "backbone + FPN"),
-        ("head", "prediction head + protonet (dense)"),
-        ("postprocess", "decoding, scores, Fast NMS"),
-        ("mask", "mask assembly, paste, resize"),
-        ("temporal", "temporal fusion of the memory (TemporalNet, masks)"),
-        ("tracker", "tracker"),
-        ("other", "other (preprocessing, glue)"),
-    ]
-    benchmark_head_groups = ("mask", "temporal", "tracker")
-    benchmark_postprocess_part = "postprocess"
-    benchmark_assembly_part = "mask"
-
     @configurable
     def __init__(
         self,
@@ -415,29 +399,20 @@ class STMask(VISModel):
         det.coefficients = rows["mask"][0, rows_kept]
         return det
 
-    @torch.no_grad()
-    def inference_frame(self, frame: dict) -> Instances:
-        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``) → its tracked instances at the original resolution.
-
-        With the ``MemoryTracker`` (STMask's tracking) every object of the video's memory is
+    def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
+        """With the ``MemoryTracker`` (STMask's tracking) every object of the video's memory is
         first carried from the previous frame by temporal fusion; the output then also holds
-        the missed objects it still shows, with their propagated boxes and masks (without
-        temporal fusion, ``MODEL.STMASK.TF.ON False``, only the frame's detections)."""
-        if frame.get("is_first", False):
-            self.reset()
-        image = frame["image"].to(self.device).float()
+        the missed objects it still shows, with their propagated boxes and masks, all with
+        their ``track_ids`` (without temporal fusion, ``MODEL.STMASK.TF.ON False``, only the
+        frame's detections). With another tracker, the detections and their ``embeddings``."""
         rows, t2s, protos, corr_map = split_frame_outputs(
             self.graphs()["frame"](image), len(self.in_features)
         )
-        in_h, in_w = image.shape[-2:]
-        out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
+        (in_h, in_w), (out_h, out_w) = image.shape[-2:], output_size
         det = self.detect(rows, self.anchors(t2s), (in_h, in_w))
         if not isinstance(self.tracker, MemoryTracker):
-            masks = self._masks(det, protos, (in_h, in_w), (out_h, out_w))
-            return tracked_frame(
-                det, masks, (in_h, in_w), (out_h, out_w), self.tracker, embeddings=det.embeddings
-            )
+            det.pred_masks = self._masks(det, protos, (in_h, in_w), (out_h, out_w))
+            return det
         current = (corr_map, t2s[self.corr_level])
         zeros = torch.zeros(len(det), dtype=torch.int64, device=self.device)
         det.mask_probs = cross_frame_masks(protos, det.coefficients, det.pred_boxes.tensor, zeros)
@@ -451,27 +426,13 @@ class STMask(VISModel):
         if self.temporal_net is not None and carried is not None and len(carried):
             carried.track_ids = carried_ids.to(self.device)
             shown.append(carried)
-        fields = (
-            "pred_boxes",
-            "scores",
-            "pred_classes",
-            "class_scores",
-            "coefficients",
-            "track_ids",
-        )
+        fields = ("pred_boxes", "scores", "pred_classes", "class_scores", "coefficients")
+        fields += ("track_ids",)
         out = Instances.cat(
             [Instances((in_h, in_w), **{f: x.get(f) for f in fields}) for x in shown]
         )
-        result = Instances((out_h, out_w))
-        scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
-        result.pred_boxes = Boxes(out.pred_boxes.tensor * scale)
-        result.pred_boxes.clip((out_h, out_w))
-        result.scores = out.scores
-        result.pred_classes = out.pred_classes
-        result.class_scores = out.class_scores
-        result.pred_masks = self._masks(out, protos, (in_h, in_w), (out_h, out_w))
-        result.track_ids = out.track_ids
-        return result
+        out.pred_masks = self._masks(out, protos, (in_h, in_w), (out_h, out_w))
+        return out
 
     def _propagate(self, previous, current, protos: torch.Tensor, image_size) -> None:
         """Carry every memory entry from the previous frame to this one (Eq. 11-14)."""
@@ -512,44 +473,3 @@ class STMask(VISModel):
     def sparse_modules(self) -> list[str]:
         # the anchors, and temporal fusion, which runs at the memory's boxes
         return ["anchor_generator"] + (["temporal_net"] if self.temporal_net is not None else [])
-
-    # ---------------------------------------------------------------------------- benchmark
-    @classmethod
-    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
-        cfg = cfg.clone()
-        test = cfg.MODEL.STMASK.TEST
-        test.SCORE_THRESH = -1.0  # every anchor is a candidate
-        test.NMS_THRESH = 1.0  # IoU > 1 never happens
-        test.NMS_TOPK = max(test.NMS_TOPK, num)
-        test.DETECTIONS_PER_FRAME = num
-        return cfg
-
-    def init_for_benchmark(self, sizes: BoxSizes) -> str:
-        # every anchor's deltas replaced by those of a box of ``sizes`` on the anchor's centre
-        detect = self.detect
-        cache: dict[int, torch.Tensor] = {}
-
-        def forced(rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size):
-            if len(anchors) not in cache:
-                half = sizes.sample(len(anchors)).to(anchors) / 2
-                centre = (anchors[:, :2] + anchors[:, 2:]) / 2
-                boxes = torch.cat((centre - half, centre + half), dim=1)
-                cache[len(anchors)] = self.coder.get_deltas(anchors, boxes)[None]
-            return detect({**rows, "box": cache[len(anchors)]}, anchors, image_size)
-
-        self.detect = forced
-        return sizes.describe()
-
-    def benchmark_probes(self) -> list[Probe]:
-        """Parts of :meth:`inference_frame`: ``backbone``, ``head`` (prediction head and
-        protonet), ``postprocess`` (decoding, scores, Fast NMS), ``mask`` (assembly on the box
-        windows, resizing, thresholding), ``temporal`` (every memory entry carried to the frame
-        by temporal fusion), ``tracker`` and ``other``."""
-        return [
-            Probe(self.backbone, "backbone", "other"),
-            Probe(self.head, "head", "other"),
-            Probe(self.protonet, "head", "other"),
-            Probe(self, "postprocess", "mask", "detect"),
-            Probe(self, "temporal", "mask", "_propagate"),
-            Probe(self.tracker, "tracker", "other", "update"),
-        ]

@@ -1,7 +1,10 @@
 """SipMask-VIS on vis_d2: ``add_sipmask_config`` and the ``SipMaskVIS`` META_ARCH (registered
 on import)."""
 
-from . import convert  # noqa: F401  (registers the authors' checkpoint converter)
+from . import (
+    benchmark,  # noqa: F401  (registers the benchmark adapter)
+    convert,  # noqa: F401  (registers the authors' checkpoint converter)
+)
 from .config import add_sipmask_config
 from .sipmask import SipMaskVIS
 

@@ -10,13 +10,11 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from vis_d2.modeling.common import cap_per_image, read_at_centres, tracked_frame
+from vis_d2.modeling.common import cap_per_image, read_at_centres
 from vis_d2.modeling.fcos import (
     FCOS,
     FCOSTargets,
     flatten_levels,
-    force_box_sizes,
-    force_detections,
 )
 from vis_d2.modeling.mask_windows import (
     assemble_masks,
@@ -27,7 +25,6 @@ from vis_d2.modeling.mask_windows import (
 )
 from vis_d2.modeling.meta_arch import VISModel, inference_amp_from_config
 from vis_d2.modeling.tracking import Tracker, build_tracker
-from vis_d2.utils.benchmark import BoxSizes, Probe
 
 from .basis import BasisModule
 from .feature_align import FeatureAlign
@@ -65,24 +62,6 @@ class SipMaskVIS(VISModel):
     """
 
     num_classes_key = "MODEL.FCOS.NUM_CLASSES"
-    display_name = "SipMask-VIS"
-    benchmark_layout = [
-        ("backbone", "backbone + FPN"),
-        ("fcos", "FCOS head + post-processing"),
-        ("fcos/head", "- towers, FeatureAlign, cls/box/ctr, coefficients (dense)"),
-        ("fcos/postprocess", "- post-processing (top-k, boxes, NMS)"),
-        ("mask", "mask head"),
-        ("mask/bases", "- basis masks"),
-        ("mask/assemble", "- CropSplit, paste, resize"),
-        ("track", "track branch"),
-        ("track/embeddings", "- embedding map (dense)"),
-        ("tracker", "tracker"),
-        ("other", "other (preprocessing, glue)"),
-    ]
-    benchmark_head_groups = ("mask", "track", "tracker")
-    benchmark_postprocess_part = "fcos/postprocess"
-    benchmark_assembly_part = "mask/assemble"
-
     @configurable
     def __init__(
         self,
@@ -303,19 +282,12 @@ class SipMaskVIS(VISModel):
         """Start a new video: empty the tracker's memory and restart track ids at 0."""
         self.tracker.reset()
 
-    @torch.no_grad()
-    def inference_frame(self, frame: dict) -> Instances:
-        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``) → its tracked instances at the original resolution, with the
-        ``embeddings`` the tracker matched."""
-        if frame.get("is_first", False):
-            self.reset()
-        image = frame["image"].to(self.device).float()
+    def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
+        """Also the ``embeddings`` (N, D) the tracker matches, read at the box centres."""
         head, bases, embedding_map = split_frame_outputs(
             self.graphs()["frame"](image), len(self.fcos.strides)
         )
-        in_h, in_w = image.shape[-2:]
-        out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
+        (in_h, in_w), (out_h, out_w) = image.shape[-2:], output_size
         det = self.fcos.detect(head, [(in_h, in_w)])[0]
         boxes = det.pred_boxes.tensor
         im_inds = torch.zeros_like(det.pred_classes)
@@ -336,10 +308,9 @@ class SipMaskVIS(VISModel):
             )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-        embeddings = read_at_centres(embedding_map, im_inds, boxes, self.embedding_stride)
-        return tracked_frame(
-            det, masks, (in_h, in_w), (out_h, out_w), self.tracker, embeddings=embeddings
-        )
+        det.pred_masks = masks
+        det.embeddings = read_at_centres(embedding_map, im_inds, boxes, self.embedding_stride)
+        return det
 
     def detection_coefficients(self, maps: list[torch.Tensor], det: Instances) -> torch.Tensor:
         """The (N, S², K) coefficients of one frame's detections, read from the per-level
@@ -356,31 +327,6 @@ class SipMaskVIS(VISModel):
 
     def sparse_modules(self) -> list[str]:
         return []  # the frame graph computes every map; Python only reads them
-
-    # ---------------------------------------------------------------------------- benchmark
-    @classmethod
-    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
-        cfg = force_detections(cfg, num)
-        cfg.MODEL.FCOS.FAST_NMS_TOPK = max(cfg.MODEL.FCOS.FAST_NMS_TOPK, num)
-        return cfg
-
-    def init_for_benchmark(self, sizes: BoxSizes) -> str:
-        force_box_sizes(self.fcos, sizes)
-        return sizes.describe()
-
-    def benchmark_probes(self) -> list[Probe]:
-        """Parts of :meth:`inference_frame`: ``backbone``, ``fcos/head`` (towers,
-        FeatureAlign, class/box/centerness and coefficient maps), ``mask/bases``,
-        ``track/embeddings``, ``fcos/postprocess`` (top-k, boxes, NMS), ``mask/assemble``
-        (coefficient reads, CropSplit, resizing, thresholding), ``tracker`` and ``other``."""
-        return [
-            Probe(self.backbone, "backbone", "other"),
-            Probe(self, "fcos/head", "other", "head_outputs"),
-            Probe(self.basis, "mask/bases", "other"),
-            Probe(self.track_head, "track/embeddings", "other"),
-            Probe(self.fcos, "fcos/postprocess", "mask/assemble", "detect"),
-            Probe(self.tracker, "tracker", "other", "update"),
-        ]
 
 
 def _log(name: str, value: torch.Tensor) -> None:

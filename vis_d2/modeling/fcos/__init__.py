@@ -3,8 +3,6 @@ from .fcos import (
     FCOSOutputs,
     fcos_inference,
     flatten_levels,
-    force_box_sizes,
-    force_detections,
 )
 from .head import FCOSHead
 from .losses import box_loss, fcos_losses, ltrb_iou_giou, reduce_mean
@@ -28,8 +26,6 @@ __all__ = [
     "fcos_inference",
     "fcos_losses",
     "flatten_levels",
-    "force_box_sizes",
-    "force_detections",
     "level_size_ranges",
     "ltrb_iou_giou",
     "reduce_mean",

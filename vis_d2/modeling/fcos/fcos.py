@@ -11,7 +11,6 @@ from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ...layers import fast_nms
-from ...utils.benchmark import BoxSizes
 from .head import FCOSHead
 from .losses import LOC_LOSS_TYPES, fcos_losses
 from .targets import FCOSTargets, assign_targets, compute_locations, level_size_ranges
@@ -21,8 +20,6 @@ __all__ = [
     "FCOSOutputs",
     "flatten_levels",
     "fcos_inference",
-    "force_box_sizes",
-    "force_detections",
 ]
 
 
@@ -126,41 +123,6 @@ def fcos_inference(
         inst.loc_inds = loc_inds[keep]
         results.append(inst)
     return results
-
-
-def force_detections(cfg: CfgNode, num: int) -> CfgNode:
-    """A copy of ``cfg`` whose FCOS inference keeps exactly ``num`` detections a frame: every
-    (location, class) is a candidate and NMS suppresses nothing."""
-    cfg = cfg.clone()
-    fcos = cfg.MODEL.FCOS
-    fcos.INFERENCE_TH_TEST = -1.0
-    fcos.PRE_NMS_TOPK_TEST = max(fcos.PRE_NMS_TOPK_TEST, num)
-    fcos.POST_NMS_TOPK_TEST = num
-    fcos.NMS_TH = 1.0  # IoU > 1 never happens
-    return cfg
-
-
-def force_box_sizes(fcos: FCOS, sizes: BoxSizes) -> None:
-    """Make ``fcos.detect`` decode every location's box from ``sizes`` (centred on the
-    location) instead of its regression: a randomly initialised model timed by
-    ``tools/benchmark.py`` otherwise has empty or arbitrary boxes, and the cost of the mask
-    windows follows the boxes' areas."""
-    detect = fcos.detect
-    cache: dict[tuple[int, ...], torch.Tensor] = {}
-
-    def forced(head: dict[str, list[torch.Tensor]], image_sizes: list[tuple[int, int]]):
-        regs = []
-        for level, (reg, stride) in enumerate(zip(head["reg"], fcos.strides, strict=True)):
-            key = (level, *reg.shape)
-            if key not in cache:
-                batch, _, height, width = reg.shape
-                half = sizes.sample(height * width, level).to(reg) / (2 * stride)
-                ltrb = half.t().reshape(2, height, width).repeat(2, 1, 1)  # (w, h, w, h) / 2
-                cache[key] = ltrb.expand(batch, 4, height, width)
-            regs.append(cache[key])
-        return detect({**head, "reg": regs}, image_sizes)
-
-    fcos.detect = forced
 
 
 class FCOS(nn.Module):

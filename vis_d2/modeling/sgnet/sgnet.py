@@ -10,9 +10,8 @@ from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
 from detectron2.structures import ImageList, Instances
 from torch import nn
 
-from ...utils.benchmark import BoxSizes, Probe
-from ..common import cap_per_image, tracked_frame
-from ..fcos import FCOS, FCOSOutputs, flatten_levels, force_box_sizes, force_detections
+from ..common import cap_per_image
+from ..fcos import FCOS, FCOSOutputs, flatten_levels
 from ..mask_windows import gt_masks_on_basis, gt_windows, mask_loss
 from ..meta_arch import VISModel, inference_amp_from_config
 from ..tracking import Tracker, build_tracker
@@ -44,27 +43,6 @@ class SGNet(VISModel):
     """
 
     num_classes_key = "MODEL.FCOS.NUM_CLASSES"
-    display_name = "SG-Net"
-    benchmark_head_groups = ("mask", "movement", "tracker")
-    benchmark_postprocess_part = "fcos/postprocess"
-    benchmark_assembly_part = "mask/assemble"
-    benchmark_layout = [
-        ("backbone", "backbone + FPN"),
-        ("fcos", "FCOS head + post-processing"),
-        ("fcos/head", "- head (cls, box, ctr towers)"),
-        ("fcos/postprocess", "- post-processing (top-k, boxes, NMS)"),
-        ("mask", "mask head"),
-        ("mask/bases", "- base masks"),
-        ("mask/sam_tower", "- SAM tower (dense)"),
-        ("mask/sam_coefficients", "- SAM coefficients (at detections)"),
-        ("mask/assemble", "- grids, blend, paste, resize"),
-        ("movement", "movement head"),
-        ("movement/tower", "- tower (dense, two frames)"),
-        ("movement/readout", "- 1x1 conv (at detections)"),
-        ("tracker", "tracker"),
-        ("other", "other (preprocessing, glue)"),
-    ]
-
     @configurable
     def __init__(
         self,
@@ -243,17 +221,10 @@ class SGNet(VISModel):
         self.tracker.reset()
         self._prev_towers = None
 
-    @torch.no_grad()
-    def inference_frame(self, frame: dict) -> Instances:
-        """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``) → its tracked instances at the original resolution."""
-        if frame.get("is_first", False):
-            self.reset()
+    def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
         graphs = self.graphs()
-        image = frame["image"].to(self.device).float()
         head, features = split_frame_outputs(graphs["frame"](image), len(self.fcos.strides))
-        in_h, in_w = image.shape[-2:]
-        out_h, out_w = frame.get("height", in_h), frame.get("width", in_w)
+        (in_h, in_w), (out_h, out_w) = image.shape[-2:], output_size
         det = self.fcos.detect(head, [(in_h, in_w)])[0]
         im_inds = torch.zeros_like(det.pred_classes)
         if len(det):
@@ -286,7 +257,10 @@ class SGNet(VISModel):
                     * strides[:, None]
                 )
             self._prev_towers = cur
-        return tracked_frame(det, masks, (in_h, in_w), (out_h, out_w), self.tracker, displacements)
+        det.pred_masks = masks
+        if displacements is not None:
+            det.displacements = displacements
+        return det
 
     # ------------------------------------------------------------------------------- export
     def export_graphs(self) -> dict[str, nn.Module]:
@@ -313,36 +287,3 @@ class SGNet(VISModel):
     def sparse_modules(self) -> list[str]:
         # the SAM's second conv and the movement head's 1x1 conv run at the detections only
         return ["sam"] + (["movement_head"] if self.movement_head is not None else [])
-
-    # ---------------------------------------------------------------------------- benchmark
-    @classmethod
-    def force_detections(cls, cfg: CfgNode, num: int) -> CfgNode:
-        return force_detections(cfg, num)
-
-    def init_for_benchmark(self, sizes: BoxSizes) -> str:
-        force_box_sizes(self.fcos, sizes)
-        return sizes.describe()
-
-    def benchmark_probes(self) -> list[Probe]:
-        """Parts of :meth:`inference_frame`: ``backbone`` (ResNet + FPN), ``fcos/head``,
-        ``fcos/postprocess`` (top-k, boxes, NMS), ``mask/*`` (``bases``: the base mask
-        module, ``sam_tower``: the SAM's dense tower, ``sam_coefficients``: its second conv
-        read at the detections, ``assemble``: grids, pooling, blending, pasting, resizing and
-        thresholding), ``movement/tower`` (its dense tower on two frames),
-        ``movement/readout`` (its 1×1 conv at the detections), ``tracker`` and ``other``
-        (preprocessing and glue)."""
-        probes = [
-            Probe(self.backbone, "backbone", "other"),
-            Probe(self.fcos.head, "fcos/head", "other"),
-            Probe(self.fcos, "fcos/postprocess", "mask/assemble", "detect"),
-            Probe(self.base_mask, "mask/bases", "mask/assemble"),
-            Probe(self.sam, "mask/sam_tower", "mask/assemble", "forward_towers"),
-            Probe(self.sam, "mask/sam_coefficients", "mask/assemble", "coefficients"),
-            Probe(self.tracker, "tracker", "other", "update"),
-        ]
-        if self.movement_head is not None:
-            probes += [
-                Probe(self.movement_head, "movement/tower", "movement/readout", "forward_towers"),
-                Probe(self.movement_head, "movement/readout", "other", "predict"),
-            ]
-        return probes

@@ -1,6 +1,5 @@
-"""Measuring per-frame inference: frame timers split into named parts by hooks, latency
-statistics, peak memory, and the probes that split detectron2's R-CNN frames (a VIS model
-names its own parts: ``VISModel.benchmark_probes``).
+"""Measuring per-frame inference: frame timers split into named parts by probes, latency
+statistics, peak memory and what the numbers were measured on.
 
 A part is charged with the time from the point where it begins (a :class:`Probe` marks it) to
 the next mark or the end of the frame, so the parts of a frame add up to the frame.
@@ -10,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import logging
 import os
 import resource
 import sys
@@ -21,63 +19,21 @@ from typing import Any
 
 import numpy as np
 import torch
-from detectron2.layers import FrozenBatchNorm2d
 from torch import nn
 from torch.autograd.profiler import record_function
 
-from .precision import cpu_environment, cpu_info
+from ..utils.precision import cpu_environment, cpu_info
 
 __all__ = [
-    "BoxSizes",
     "MemoryMeter",
     "PartTimer",
     "Probe",
     "env_summary",
-    "estimate_norm_statistics",
     "latency_stats",
     "parts_of_profile",
-    "rcnn_probes",
 ]
 
-logger = logging.getLogger(__name__)
-
 PROFILE_RANGE_PREFIX = "part:"
-
-
-@dataclass(frozen=True)
-class BoxSizes:
-    """The box sizes a randomly initialised model's forced detections get in
-    ``tools/benchmark.py``: side √(w·h) log-uniform in [``min_side``, ``max_side``] network-input
-    pixels and aspect ratio w / h log-uniform in [1 / ``max_aspect``, ``max_aspect``], one
-    fixed size per location (drawn from ``seed`` and the map), centred on it.
-
-    The default, sides of 32–256 px at a 360-px-high input, gives an equal third to each of
-    YouTube-VIS's evaluation size ranges (small / medium / large: sides < 128, 128–256, > 256
-    px at its 1280×720 frames, i.e. < 64, 64–128, > 128 px at 640×360); mean area 15,500 px².
-    """
-
-    min_side: float = 32.0
-    max_side: float = 256.0
-    max_aspect: float = 2.0
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0 < self.min_side <= self.max_side or self.max_aspect < 1:
-            raise ValueError(f"box sizes need 0 < min_side <= max_side and max_aspect >= 1: {self}")
-
-    def sample(self, num: int, key: int = 0) -> torch.Tensor:
-        """(num, 2) widths and heights in pixels, the same for the same (num, key)."""
-        generator = torch.Generator().manual_seed(self.seed * 1_000_003 + key * 7919 + num)
-        u = torch.rand(num, 2, generator=generator, dtype=torch.float64)
-        side = self.min_side * (self.max_side / self.min_side) ** u[:, 0]
-        aspect = self.max_aspect ** (2 * u[:, 1] - 1)
-        return torch.stack((side * aspect.sqrt(), side / aspect.sqrt()), dim=1).float()
-
-    def describe(self) -> str:
-        return (
-            f"forced boxes of sides {self.min_side:g}-{self.max_side:g} px and aspect ratios "
-            f"1/{self.max_aspect:g}-{self.max_aspect:g}, log-uniform"
-        )
 
 
 @dataclass
@@ -196,25 +152,6 @@ class PartTimer:
                 undo()
 
 
-def rcnn_probes(model: nn.Module) -> list[Probe]:
-    """Parts of detectron2's ``GeneralizedRCNN.inference``: ``backbone`` (ResNet + FPN),
-    ``rpn``, ``roi_heads/box`` (pooling, box head), ``roi_heads/box_postprocess`` (score
-    filter, per-class NMS, top-k), ``roi_heads/mask`` (mask pooling and head),
-    ``postprocess`` (rescaling, pasting the masks into the image) and ``other``
-    (preprocessing)."""
-    return [
-        Probe(model.backbone, "backbone", "other"),
-        Probe(model.proposal_generator, "rpn", "other"),
-        Probe(model.roi_heads, "roi_heads/box", "postprocess"),
-        Probe(
-            model.roi_heads.box_predictor,
-            "roi_heads/box_postprocess",
-            "roi_heads/mask",
-            "inference",
-        ),
-    ]
-
-
 def latency_stats(values_ms: list[float]) -> dict[str, float]:
     """Median, 90th percentile, mean, min and max of per-frame times (ms)."""
     values = np.asarray(values_ms, dtype=np.float64)
@@ -294,42 +231,6 @@ class MemoryMeter:
             hwm = _proc_status_kb("VmHWM")
             self.peak = hwm / 1024 if hwm is not None else self._maxrss_mb()
         self.delta = self.peak - self._start
-
-
-def estimate_norm_statistics(model: nn.Module, run: Callable[[], Any]) -> int:
-    """Set the statistics of every frozen or eval-mode batch norm of ``model`` to those of its
-    input during ``run()`` (its first call), and return how many were set.
-
-    A data-dependent initialisation for models without trained weights: with identity
-    statistics the activations of a random ResNet grow from block to block, and the heads
-    then see inputs (and produce boxes and scores) far from those of a trained model.
-    """
-    norms = [
-        m
-        for m in model.modules()
-        if isinstance(m, FrozenBatchNorm2d | nn.modules.batchnorm._BatchNorm)
-        and m.running_mean is not None
-    ]
-    handles: dict[nn.Module, Any] = {}
-
-    def set_statistics(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-        x = inputs[0].detach().float()
-        dims = [d for d in range(x.dim()) if d != 1]
-        module.running_mean.copy_(x.mean(dim=dims))
-        module.running_var.copy_(x.var(dim=dims))
-        handles.pop(module).remove()
-
-    for norm in norms:
-        handles[norm] = norm.register_forward_pre_hook(set_statistics)
-    try:
-        with torch.no_grad():
-            run()
-    finally:
-        for handle in handles.values():
-            handle.remove()
-    if handles:
-        logger.warning(f"{len(handles)} of {len(norms)} batch norms did not run; left unchanged")
-    return len(norms) - len(handles)
 
 
 def parts_of_profile(events: Iterable[Any], top: int = 3) -> dict[str, list[tuple[str, float]]]:
