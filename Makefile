@@ -1,4 +1,4 @@
-# vis_d2: `make demo` and `make test` set up .venv first (idempotent; see tools/setup_env.py).
+# vis_d2: `make demo` and `make test` set up .venv first (idempotent; see dev/setup_env.py).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -11,7 +11,7 @@ DEMO_VIDEO := $(DATASETS)/synthetic_vis/valid/JPEGImages/valid_00000
 .PHONY: setup test lint demo env
 
 setup:
-	$(PYTHON) tools/setup_env.py --venv $(VENV)
+	$(PYTHON) dev/setup_env.py --venv $(VENV)
 
 lint: setup
 	$(PY) -m ruff check .

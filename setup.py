@@ -51,7 +51,7 @@ setup(
         "vis_d2.model_zoo": [f"{name} = {pkg}" for name, pkg in PROJECTS.items()],
     },
     python_requires=">=3.10",
-    # the exact pins live in requirements.txt; detectron2 comes from tools/install_detectron2.py
+    # the exact pins live in requirements.txt; detectron2 comes from dev/install_detectron2.py
     install_requires=[
         "detectron2>=0.6",
         "torch>=2.0",

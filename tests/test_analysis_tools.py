@@ -13,7 +13,7 @@ from fvcore.nn import FlopCountAnalysis
 from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 from ytvis_cases import write_edge_case_set
 
-from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
+from vis_d2.engine.predictor import FramePreprocessor, load_model, setup_cfg
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import torch
 from conftest import REPO, frame_outputs, run_python
 from sipmask_vis.spatial_coefficients import SpatialCoefficients
 
+from vis_d2.engine.predictor import load_model, setup_cfg
 from vis_d2.engine.weight_conversion import (
     WEIGHT_CONVERTER_REGISTRY,
     ConversionError,
@@ -22,7 +23,6 @@ from vis_d2.engine.weight_conversion import (
 )
 from vis_d2.layers import DeformConv
 from vis_d2.modeling.mask_windows import subregion_index
-from vis_d2.utils.predictor import load_model, setup_cfg
 
 CONFIG = str(REPO / "projects" / "SipMaskVIS" / "configs" / "SipMaskVIS_R50.yaml")
 TOOL = "tools/convert_weights.py"

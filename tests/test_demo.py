@@ -15,7 +15,7 @@ from conftest import REPO, run_python
 from detectron2.modeling import build_model
 
 from vis_d2.data.synthetic import generate
-from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
+from vis_d2.engine.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.utils.video_io import open_frames
 
 CONFIG = str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml")

@@ -1,4 +1,4 @@
-"""Each compatibility fix tools/install_detectron2.py applies to detectron2 v0.6, exercised."""
+"""Each compatibility fix dev/install_detectron2.py applies to detectron2 v0.6, exercised."""
 
 import logging
 import sys
@@ -13,7 +13,7 @@ from detectron2.structures import Boxes, Instances
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "dev"))
 import install_detectron2  # noqa: E402
 
 
@@ -26,7 +26,7 @@ def _register(name, dicts, **metadata):
 
 
 def test_every_fix_is_in_the_installed_detectron2(python):
-    out = python(str(REPO / "tools" / "install_detectron2.py"), "--check")
+    out = python(str(REPO / "dev" / "install_detectron2.py"), "--check")
     assert out.returncode == 0, out.stdout + out.stderr
     states = dict(line.split()[::-1] for line in out.stdout.splitlines())
     assert set(states) == {fix.key for fix in install_detectron2.FIXES}

@@ -11,9 +11,9 @@ from conftest import REPO, datasets_env, run_python
 from test_demo import CONFIG, TINY, load_tool, read_video, save_random_weights
 
 from vis_d2.data.synthetic import generate
+from vis_d2.engine.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.export import ExportedModel, compare_frames, export_model
 from vis_d2.utils.precision import CPU_BF16_ENV
-from vis_d2.utils.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.utils.video_io import open_frames
 
 # a higher threshold than the demo tests: some frames have no detection at all

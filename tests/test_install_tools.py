@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tools"))
+sys.path.insert(0, str(REPO / "dev"))
 import install_detectron2  # noqa: E402
 from install_detectron2 import Fix, InstallError, apply_fixes, verify_sdist  # noqa: E402
 
@@ -16,7 +16,7 @@ from install_detectron2 import Fix, InstallError, apply_fixes, verify_sdist  # n
 def test_tampered_sdist_is_refused(tmp_path, python):
     fake = tmp_path / install_detectron2.SDIST_FILE
     fake.write_bytes(b"not the release")
-    out = python(str(REPO / "tools" / "install_detectron2.py"), "--sdist", str(fake))
+    out = python(str(REPO / "dev" / "install_detectron2.py"), "--sdist", str(fake))
     assert out.returncode == 1
     assert "refusing" in out.stderr and str(fake) in out.stderr and "sha256" in out.stderr
     with pytest.raises(InstallError, match="sha256"):
@@ -47,7 +47,7 @@ def test_git_source_fails_fast_without_access(tmp_path, python):
     env = {**os.environ, "D2_SOURCE": "git", "D2_GIT_URL": "https://unreachable.invalid/d2.git",
            "VIS_D2_CACHE": str(tmp_path / "cache")}
     start = time.time()
-    out = python(str(REPO / "tools" / "setup_env.py"), "--venv", str(tmp_path / "venv"), env=env,
+    out = python(str(REPO / "dev" / "setup_env.py"), "--venv", str(tmp_path / "venv"), env=env,
                  timeout=120)
     assert out.returncode != 0
     assert "cannot reach https://unreachable.invalid/d2.git" in out.stderr
@@ -58,5 +58,5 @@ def test_git_source_fails_fast_without_access(tmp_path, python):
 
 def test_unknown_source_is_refused(tmp_path, python):
     env = {**os.environ, "D2_SOURCE": "conda", "VIS_D2_CACHE": str(tmp_path)}
-    out = python(str(REPO / "tools" / "setup_env.py"), "--venv", str(tmp_path / "venv"), env=env)
+    out = python(str(REPO / "dev" / "setup_env.py"), "--venv", str(tmp_path / "venv"), env=env)
     assert out.returncode != 0 and "D2_SOURCE must be pypi, git or preinstalled" in out.stderr

@@ -40,7 +40,7 @@ from vis_d2.data import (
     register_ytvis_splits,
 )
 from vis_d2.engine import VISTrainer
-from vis_d2.utils.predictor import dataset_ids, metadata_of, setup_cfg
+from vis_d2.engine.predictor import dataset_ids, metadata_of, setup_cfg
 
 CONFIG = str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml")
 NUM_CLASSES = len(EDGE_CATEGORIES)

@@ -19,13 +19,13 @@ from stmask.convert import CONCATENATED_CENTERNESS, FOLDED_DCN_BIAS, deformable_
 from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
 
+from vis_d2.engine.predictor import load_model, setup_cfg
 from vis_d2.engine.weight_conversion import (
     UNUSED_STEP_COUNTER,
     WEIGHT_CONVERTER_REGISTRY,
     ConversionError,
     convert_checkpoint,
 )
-from vis_d2.utils.predictor import load_model, setup_cfg
 
 CONFIGS = REPO / "projects" / "STMask" / "configs"
 # the configs for converted weights: the authors' torchvision-style ResNet (stride in the 3x3)

@@ -10,6 +10,8 @@ import pytest
 
 from vis_d2.data import synthetic
 from vis_d2.data.synthetic import CLASS_HUES, CLASS_NAMES, MIN_VISIBLE_AREA, generate
+from vis_d2.data.synthetic.shapes import object_texture
+from vis_d2.data.synthetic.video import MAX_OBJECTS
 
 SMALL = {"num_videos": 3, "num_frames": 4, "width": 96, "height": 64, "progress": False}
 
@@ -140,7 +142,7 @@ def test_sizes_and_objects_per_video(sample):
     per_video = {v["id"]: 0 for v in sample["videos"]}
     for a in sample["annotations"]:
         per_video[a["video_id"]] += 1
-    assert max(per_video.values()) <= synthetic.MAX_OBJECTS
+    assert max(per_video.values()) <= MAX_OBJECTS
     assert len(set(per_video.values())) > 1
 
 
@@ -236,7 +238,7 @@ def test_main_colour_is_drawn_around_the_class_hue(cls):
     of it near another class's: colour family is a class cue, as the module says."""
     own, other = [], []
     for seed in range(12):
-        texture = synthetic._object_texture(np.random.default_rng(seed), cls)
+        texture = object_texture(np.random.default_rng(seed), cls)
         hsv = cv2.cvtColor(np.clip(texture, 0, 255).astype(np.uint8), cv2.COLOR_BGR2HSV_FULL)
         hue = hsv[..., 0].astype(np.float64) / 256
         for k, centre in enumerate(CLASS_HUES):

@@ -27,7 +27,7 @@ from vis_d2.data import (
     register_ytvis_instances,
     sample_reference_frame,
 )
-from vis_d2.utils.predictor import FramePreprocessor
+from vis_d2.engine.predictor import FramePreprocessor
 
 H, W = 24, 32
 

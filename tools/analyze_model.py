@@ -35,7 +35,7 @@ from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_coun
 from torch import nn
 
 from vis_d2.engine import CheckpointError
-from vis_d2.utils.predictor import (
+from vis_d2.engine.predictor import (
     FramePreprocessor,
     load_model,
     setup_cfg,

@@ -27,9 +27,9 @@ from collections import defaultdict
 
 import torch
 
+from vis_d2.engine.predictor import setup_cfg
 from vis_d2.engine.weight_conversion import Conversion, ConversionError, convert_checkpoint
 from vis_d2.utils.file_io import atomic_write
-from vis_d2.utils.predictor import setup_cfg
 
 
 def get_parser() -> argparse.ArgumentParser:

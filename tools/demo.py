@@ -32,12 +32,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from vis_d2.data.visualizer import TrackVisualizer
+    from vis_d2.engine.predictor import FramePreprocessor
     from vis_d2.evaluation import TrackResults
     from vis_d2.export import ExportedModel
     from vis_d2.modeling import VISModel
-    from vis_d2.utils.predictor import FramePreprocessor
     from vis_d2.utils.video_io import FrameSource
-    from vis_d2.utils.visualizer import TrackVisualizer
 
 logger = logging.getLogger("vis_d2.demo")
 
@@ -255,10 +255,9 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
         return 1
     # the model stack, once the command line is known to be sound
     from vis_d2.data import register_config_splits
+    from vis_d2.data.visualizer import TrackVisualizer
     from vis_d2.engine import CheckpointError
-    from vis_d2.evaluation import TrackResults
-    from vis_d2.export import ExportedModel, ExportUnavailableError
-    from vis_d2.utils.predictor import (
+    from vis_d2.engine.predictor import (
         FramePreprocessor,
         dataset_ids,
         load_model,
@@ -266,8 +265,9 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
         setup_cfg,
         setup_console_logging,
     )
+    from vis_d2.evaluation import TrackResults
+    from vis_d2.export import ExportedModel, ExportUnavailableError
     from vis_d2.utils.video_io import VideoIOError, open_frames
-    from vis_d2.utils.visualizer import TrackVisualizer
 
     if console_logging:
         setup_console_logging()

@@ -35,6 +35,13 @@ import torch
 from detectron2.config import CfgNode
 
 from vis_d2.engine import CheckpointError
+from vis_d2.engine.predictor import (
+    FramePreprocessor,
+    check_weights,
+    load_model,
+    setup_cfg,
+    setup_console_logging,
+)
 from vis_d2.export import (
     EXPORT_FORMATS,
     ExportedModel,
@@ -43,13 +50,6 @@ from vis_d2.export import (
     export_model,
 )
 from vis_d2.export.runner import MANIFEST, require_module
-from vis_d2.utils.predictor import (
-    FramePreprocessor,
-    check_weights,
-    load_model,
-    setup_cfg,
-    setup_console_logging,
-)
 from vis_d2.utils.video_io import StagedOutputs, VideoIOError, ensure_directory, open_frames
 
 logger = logging.getLogger("vis_d2.export_model")

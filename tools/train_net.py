@@ -47,8 +47,8 @@ from vis_d2.engine import (
     exit_with_parent,
     hold_output_dir,
 )
+from vis_d2.engine.predictor import setup_cfg
 from vis_d2.export import ExportedModel
-from vis_d2.utils.predictor import setup_cfg
 
 logger = logging.getLogger("vis_d2")
 

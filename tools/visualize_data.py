@@ -37,7 +37,8 @@ from vis_d2.data import (
     load_categories,
     register_config_splits,
 )
-from vis_d2.utils.predictor import setup_cfg, setup_console_logging
+from vis_d2.data.visualizer import TrackVisualizer, as_tracks, ground_truth_tracks
+from vis_d2.engine.predictor import setup_cfg, setup_console_logging
 from vis_d2.utils.video_io import (
     Mp4Writer,
     StagedOutputs,
@@ -45,7 +46,6 @@ from vis_d2.utils.video_io import (
     check_output,
     video_frames,
 )
-from vis_d2.utils.visualizer import TrackVisualizer, as_tracks, ground_truth_tracks
 
 logger = logging.getLogger("vis_d2.visualize_data")
 

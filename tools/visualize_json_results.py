@@ -35,7 +35,8 @@ from detectron2.data import DatasetCatalog, MetadataCatalog
 from detectron2.structures import Boxes, Instances
 
 from vis_d2.data import DatasetFormatError, get_video_dataset_dicts, register_config_splits
-from vis_d2.utils.predictor import setup_cfg, setup_console_logging
+from vis_d2.data.visualizer import TrackVisualizer, ground_truth_tracks
+from vis_d2.engine.predictor import setup_cfg, setup_console_logging
 from vis_d2.utils.video_io import (
     Mp4Writer,
     StagedOutputs,
@@ -43,7 +44,6 @@ from vis_d2.utils.video_io import (
     check_output,
     video_frames,
 )
-from vis_d2.utils.visualizer import TrackVisualizer, ground_truth_tracks
 
 logger = logging.getLogger("vis_d2.visualize_json_results")
 

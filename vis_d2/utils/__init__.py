@@ -1,4 +1,4 @@
-"""Helpers for running models outside the trainer. Import the modules themselves, e.g.
-``vis_d2.utils.video_io`` (frame readers and writers), ``vis_d2.utils.visualizer``
-(track-coloured overlays), ``vis_d2.utils.predictor`` (config, model and per-frame input
-set-up); streamed YouTube-VIS results are ``vis_d2.evaluation.TrackResults``."""
+"""Helpers that the other packages share and that import none of them: ``file_io`` (complete
+or untouched output files), ``video_io`` (frame readers and writers), ``precision`` (the
+autocast precision of the machine), ``memory`` (a long video's heap kept flat), ``benchmark``
+(per-frame timers). Import the modules themselves."""

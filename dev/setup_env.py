@@ -9,7 +9,7 @@ on top of it: its site-packages adds the stack's with one ``.pth`` line and hold
 install of vis_d2. A fresh clone on a machine that already has the stack is set up in seconds and
 nothing is copied; a second run with nothing changed installs nothing.
 
-Environment: ``D2_SOURCE=pypi|git|preinstalled`` (see tools/install_detectron2.py), ``D2_GIT_URL``,
+Environment: ``D2_SOURCE=pypi|git|preinstalled`` (see dev/install_detectron2.py), ``D2_GIT_URL``,
 ``D2_GIT_REF``, ``VIS_D2_CACHE``. Stdlib only: it runs before anything is installed.
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import install_detectron2 as d2inst
 
 ROOT = Path(__file__).resolve().parent.parent
-STACK_INPUTS = ("requirements.txt", "tools/install_detectron2.py", "tools/detectron2_stand_in_C.py")
+STACK_INPUTS = ("requirements.txt", "dev/install_detectron2.py", "dev/detectron2_stand_in_C.py")
 VENV_INPUTS = ("setup.py",)
 KEEP_STACKS = 2  # the current stack and the most recently used other one
 
@@ -65,7 +65,7 @@ def build_stack(stack: Path, source: str) -> None:
     _run(venv_cmd)
     python = stack / "bin" / "python"
     _run([python, "-m", "pip", "install", "--quiet", "-r", ROOT / "requirements.txt"])
-    _run([python, ROOT / "tools" / "install_detectron2.py", "--source", source])
+    _run([python, ROOT / "dev" / "install_detectron2.py", "--source", source])
     _run([python, "-m", "pip", "check"])
     (stack / ".complete").write_text(time.strftime("%Y-%m-%d %H:%M:%S\n"))
 

@@ -8,7 +8,7 @@ from detectron2.structures import Instances
 from detectron2.utils.colormap import colormap
 from detectron2.utils.visualizer import ColorMode, Visualizer
 
-from ..data.dataset_mapper import frame_instances
+from .dataset_mapper import frame_instances
 
 __all__ = ["TrackVisualizer", "as_tracks", "ground_truth_tracks", "track_color"]
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from ..config import get_cfg
 from ..data import frame_transforms, load_categories
-from ..engine.checkpoint import VISCheckpointer
+from .checkpoint import VISCheckpointer
 
 __all__ = [
     "FramePreprocessor",
