@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Per-frame video inference benchmark: VIS models against detectron2's Mask R-CNN, in one run.
 
-    python tools/benchmark.py                               # 640x360, default config vs R50-FPN
-    python tools/benchmark.py --frames 10 --output out/bench   # + benchmark.json and a plot
+    python tools/benchmark.py --config-file configs/SGNet_R50.yaml   # 640x360, vs R50-FPN
+    python tools/benchmark.py --config-file A.yaml --frames 10 --output out/bench  # + json, plot
     python tools/benchmark.py --config-file configs/SGNet_R101.yaml MODEL.WEIGHTS m.pth
     python tools/benchmark.py --config-file A.yaml --config-file B.yaml   # two methods side by side
-    python tools/benchmark.py --skip-baseline --detections 100 --profile
+    python tools/benchmark.py --config-file A.yaml --skip-baseline --detections 100 --profile
 
 Every model runs at batch 1 on the same frames at ``--size``; a VIS model (any registered
 META_ARCH implementing ``vis_d2.modeling.VISModel`` with a benchmark adapter,
@@ -79,7 +79,6 @@ from vis_d2.utils.precision import cpu_info, use_autocast
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = REPO / "configs" / "SGNet_R50.yaml"
 BASELINE_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
 GOALS = REPO / "configs" / "benchmark" / "speed_goals.yaml"
 BACKENDS = ("eager", "amp", "torchscript", "onnx")
@@ -131,9 +130,9 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config-file",
         action="append",
+        required=True,
         metavar="FILE",
-        help="a VIS model's config; repeat it to benchmark several models side by side "
-        f"(default: {DEFAULT_CONFIG.relative_to(REPO)})",
+        help="a VIS model's config; repeat it to benchmark several models side by side",
     )
     parser.add_argument(
         "--baseline-config",
@@ -234,7 +233,7 @@ def setup_subjects(args: argparse.Namespace) -> tuple[list[Subject], torch.devic
     weights = option_value(args.opts, "MODEL.WEIGHTS") or ""
     subjects: list[Subject] = []
     device = None
-    for path in args.config_file or [str(DEFAULT_CONFIG)]:
+    for path in args.config_file:
         cfg = get_vis_cfg()
         cfg.merge_from_file(path)
         cfg.merge_from_list(args.opts)
