@@ -87,8 +87,7 @@ def _is_identity_resize(transform: T.Transform) -> bool:
 class _FrameInput(T.AugInput):
     """A frame to augment whose resizes to its own size (``ResizeShortestEdge`` on frames
     already at the input size) are skipped: such a resize returns its input unchanged, after
-    a round trip of the frame and of every mask through PIL (a quarter of the training
-    mapper's time on the synthetic set's 320×192 frames)."""
+    a round trip of the frame and of every mask through PIL."""
 
     def transform(self, tfm: T.Transform) -> None:
         if not _is_identity_resize(tfm):

@@ -16,8 +16,8 @@ def build_optimizer(cfg: CfgNode, model: nn.Module) -> torch.optim.Optimizer:
     optional gradient clipping.
 
     The update runs as one fused kernel over all parameters where torch has one for their
-    device (CPU and CUDA): the same arithmetic as the per-parameter loop, in 3 instead of 13 ms
-    for the synthetic SG-Net's 4 M parameters on 2 CPU cores."""
+    device (CPU and CUDA): the same arithmetic as the per-parameter loop, in one kernel launch
+    instead of one per parameter."""
     params = get_default_optimizer_params(
         model,
         base_lr=cfg.SOLVER.BASE_LR,

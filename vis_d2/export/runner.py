@@ -55,8 +55,8 @@ class _TorchScriptGraph:
             self.module = torch.jit.load(str(path), map_location=device)
             if device.type == "cpu":
                 # weights folded in as constants and the convolutions run through oneDNN
-                # (conv-bn folding, fused activations): ~0.9x the eager latency of SG-Net R-50
-                # at 640x360 on 2 cores, where the unfrozen module takes about as long as eager
+                # (conv-bn folding, fused activations); the unfrozen module runs no faster
+                # than eager (the README's export timings)
                 self.module = torch.jit.optimize_for_inference(torch.jit.freeze(self.module.eval()))
 
     def __call__(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:

@@ -2,10 +2,10 @@
 
 The frames, masks and feature maps of a video are freed and allocated anew every frame. Under
 glibc (whose mmap threshold rises as large blocks are freed, so that later ones come from the
-heap) the freed pages stayed resident: a 1000-frame 1280×720 evaluation grew by about 2 MB a
-frame. Handing the heap's free pages back every few frames (``malloc_trim``) keeps it flat;
-fixing the mmap threshold did too, but made every frame's large blocks fresh mmaps (about 1.5×
-the frame time).
+heap) the freed pages stay resident, so the resident size grows with the video. Handing the
+heap's free pages back every few frames (``malloc_trim``) keeps it flat; fixing the mmap
+threshold does too, but makes every frame's large blocks fresh mmaps, which costs frame time
+(the README's long-video figures).
 """
 
 from __future__ import annotations

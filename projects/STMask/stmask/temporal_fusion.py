@@ -46,7 +46,7 @@ def correlation(x1: torch.Tensor, x2: torch.Tensor, patch: int = 11) -> torch.Te
     One batched matrix product per (image, row y): the row of x1 (W, C) against the 2r + 1
     rows y + dy of the zero-padded x2 (C, patch·(W + 2r)); the band x' = x + r + dx of each
     (W, W + 2r) block is the result. This costs (W + 2r)/patch times the MACs of the direct
-    sum but runs as BLAS, ~10× faster than shifted products on CPU at (2, 256, 24, 40)."""
+    sum but runs as BLAS instead of (2r + 1)² shifted elementwise products."""
     if x1.shape != x2.shape:
         raise ValueError(f"correlation needs equal shapes, got {x1.shape} and {x2.shape}")
     if patch % 2 != 1:

@@ -40,8 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=_int_at_least(1), default=8,
                         help="frames per video (default 8)")
     parser.add_argument("--seed", type=_int_at_least(0), default=0, help="random seed (default 0)")
-    # 100 validation videos hold about 360 instances: few enough to evaluate in about a minute
-    # on 2 CPU cores, enough that AP is not decided by a handful of objects
+    # 100 validation videos hold about 360 instances: few enough to evaluate quickly on a CPU,
+    # enough that AP is not decided by a handful of objects
     parser.add_argument("--val-videos", type=_int_at_least(1), default=100,
                         help="valid videos (default 100)")
     parser.add_argument("--width", type=_int_at_least(MIN_SIDE), default=320,

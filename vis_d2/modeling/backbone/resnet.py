@@ -22,7 +22,7 @@ _BOTTLENECK_BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3)}
 class BasicStem(d2_resnet.BasicStem):
     """detectron2's stem (7×7 conv, ReLU, 3×3 max pooling of stride 2; same parameters) with
     the pooling of a channels-first CPU tensor run in channels-last layout: the same values,
-    10× faster than PyTorch's channels-first CPU kernel (8×32×96×160: 2.8 against 28 ms).
+    through PyTorch's vectorised channels-last kernel instead of its channels-first one.
     (N, C_in, H, W) → (N, C_out, H/4, W/4), in the input's memory layout."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -41,8 +41,8 @@ def _stem(cfg: CfgNode, input_shape: ShapeSpec) -> BasicStem:
 class DeformBottleneckBlock(d2_resnet.DeformBottleneckBlock):
     """detectron2's ``DeformBottleneckBlock`` (same arguments, parameter names and
     initialisation, so its checkpoints load) with the deformable 3×3 conv computed by
-    :class:`vis_d2.layers.DeformConv`: on the CPU 3–20× faster than detectron2's kernel for
-    R-50 stage shapes, in training and inference, with equal outputs and gradients."""
+    :class:`vis_d2.layers.DeformConv` (its CPU path instead of detectron2's kernel), in training
+    and inference, with equal outputs and gradients."""
 
     def __init__(self, in_channels: int, out_channels: int, **kwargs):
         super().__init__(in_channels, out_channels, **kwargs)
