@@ -128,6 +128,7 @@ def add_sgnet_config(cfg: CN) -> CN:
     _C.SAM.UNIT = 50.0  # pixels of the network input
     _C.BLENDER = "subregion"  # subregion | sum_sigmoid
     _C.MASK_BOX = "pred"  # pred | gt: the box that sets the grid and crop in training
+    # positives whose masks are learned per image, drawn at random (0: all)
     _C.MAX_MASK_POS_PER_IMAGE = 100
     _C.MASK_LOSS_WEIGHT = 1.0
     _C.TRACK = CN()

@@ -33,7 +33,7 @@ def add_sipmask_config(cfg: CN) -> CN:
     # weight each instance's mask loss by its class score times its box IoU (normalised to
     # mean 1)
     _C.MASK_ALIGN_WEIGHT = True
-    # positives whose masks are learned per image (0: all)
+    # positives whose masks are learned per image, drawn at random (0: all)
     _C.MAX_MASK_POS_PER_IMAGE = 0
     # detection and mask losses also on the reference frame of each pair (the authors train
     # them on the current frame only)

@@ -236,9 +236,8 @@ class SipMaskVIS(VISModel):
         boxes: torch.Tensor,
     ) -> torch.Tensor:
         """The masks of the positives, assembled on their detached predicted boxes."""
-        if self.max_mask_pos_per_image > 0:
-            keep = cap_per_image(targets.im_inds[pos], self.max_mask_pos_per_image)
-            pos, boxes = pos[keep], boxes[keep]
+        keep = cap_per_image(targets.im_inds[pos], self.max_mask_pos_per_image)
+        pos, boxes = pos[keep], boxes[keep]
         # boxes with at most one basis pixel of area carry no mask to learn
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / BASIS_STRIDE**2
         pos, boxes = pos[area > 1], boxes[area > 1]
