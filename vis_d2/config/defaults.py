@@ -18,7 +18,7 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
     _C.TOP_LEVELS = 2
     _C.PRIOR_PROB = 0.01
-    _C.NORM = "GN"  # GN, BN (one per level) or "" in the towers
+    _C.NORM = "GN"  # in the towers: "GN" (GroupNorm, 32 groups) or "" (none)
     _C.NUM_CLS_CONVS = 4
     _C.NUM_BOX_CONVS = 4
     _C.NUM_SHARE_CONVS = 0
