@@ -1,3 +1,4 @@
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,29 @@ def test_long_synthetic_config_is_the_synthetic_one_trained_longer():
         0.05,
     )
     assert short.SOLVER.LR_SCHEDULER_NAME == "WarmupLinearLR"
+
+
+def test_every_method_adds_its_keys_through_an_entry_point():
+    from sipmask_vis import add_sipmask_config
+    from stmask import add_stmask_config
+
+    from vis_d2.modeling.sgnet import add_sgnet_config
+
+    adders = {e.name: e.load() for e in entry_points(group="vis_d2.method_configs")}
+    assert adders == {
+        "sgnet": add_sgnet_config,
+        "sipmask_vis": add_sipmask_config,
+        "stmask": add_stmask_config,
+    }
+    cfg = vis_d2_cfg()
+    for node, add_config in (
+        ("SGNET", add_sgnet_config),
+        ("SIPMASK", add_sipmask_config),
+        ("STMASK", add_stmask_config),
+    ):
+        own = add_config(get_cfg())  # what the entry point adds, and only that
+        assert set(own.MODEL) - set(get_cfg().MODEL) == {node}
+        assert cfg.MODEL[node] == own.MODEL[node]
 
 
 def test_get_cfg_holds_every_key_and_no_method_changes_the_shared_defaults():

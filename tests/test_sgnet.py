@@ -6,13 +6,12 @@ import os
 import pytest
 import torch
 from conftest import REPO, datasets_env, run_python, training_batch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg
 from vis_d2.data import YTVISTestMapper, frame_instances
 from vis_d2.modeling.common import cap_per_image
 
@@ -43,7 +42,7 @@ TINY = [
 
 
 def tiny_cfg():
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"))
     cfg.merge_from_list(TINY)
     return cfg
