@@ -38,7 +38,9 @@ def add_sipmask_config(cfg: CN) -> CN:
     # detection and mask losses also on the reference frame of each pair (the authors train
     # them on the current frame only)
     _C.REF_FRAME_LOSSES = False
-    _C.MASK_LOSS_WEIGHT = 1.0
-    _C.TRACK_LOSS_WEIGHT = 1.0
-    _C.MASK_THRESH = 0.5
+    # LOSS_WEIGHTS.<NAME> weighs the loss loss_<name> (FCOS's class loss: LOSS_WEIGHT_CLS)
+    _C.LOSS_WEIGHTS = CN({"MASK": 1.0, "TRACK": 1.0})
+    cfg.register_renamed_key("MODEL.SIPMASK.MASK_LOSS_WEIGHT", "MODEL.SIPMASK.LOSS_WEIGHTS.MASK")
+    cfg.register_renamed_key("MODEL.SIPMASK.TRACK_LOSS_WEIGHT", "MODEL.SIPMASK.LOSS_WEIGHTS.TRACK")
+    _C.MASK_THRESH = 0.5  # on the mask probability at test time
     return cfg

@@ -164,8 +164,8 @@ class SipMaskVIS(VISModel):
             "mask_align_weight": sp.MASK_ALIGN_WEIGHT,
             "max_mask_pos_per_image": sp.MAX_MASK_POS_PER_IMAGE,
             "ref_frame_losses": sp.REF_FRAME_LOSSES,
-            "mask_loss_weight": sp.MASK_LOSS_WEIGHT,
-            "track_loss_weight": sp.TRACK_LOSS_WEIGHT,
+            "mask_loss_weight": sp.LOSS_WEIGHTS.MASK,
+            "track_loss_weight": sp.LOSS_WEIGHTS.TRACK,
             "mask_thresh": sp.MASK_THRESH,
         }
 

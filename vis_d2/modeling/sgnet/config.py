@@ -31,12 +31,14 @@ def add_sgnet_config(cfg: CN) -> CN:
     _C.MASK_BOX = "pred"  # pred | gt: the box that sets the grid and crop in training
     # positives whose masks are learned per image, drawn at random (0: all)
     _C.MAX_MASK_POS_PER_IMAGE = 100
-    _C.MASK_LOSS_WEIGHT = 1.0
     _C.TRACK = CN()
     _C.TRACK.ON = True
     _C.TRACK.NUM_CONVS = 1
-    _C.TRACK.LOSS_WEIGHT = 1.0
     for key in ("MAX_AGE", "SAME_CLASS"):
         cfg.register_renamed_key(f"MODEL.SGNET.TRACK.{key}", f"MODEL.TRACKER.{key}")
+    # LOSS_WEIGHTS.<NAME> weighs the loss loss_<name> (FCOS's class loss: LOSS_WEIGHT_CLS)
+    _C.LOSS_WEIGHTS = CN({"MASK": 1.0, "TRACK": 1.0})
+    cfg.register_renamed_key("MODEL.SGNET.MASK_LOSS_WEIGHT", "MODEL.SGNET.LOSS_WEIGHTS.MASK")
+    cfg.register_renamed_key("MODEL.SGNET.TRACK.LOSS_WEIGHT", "MODEL.SGNET.LOSS_WEIGHTS.TRACK")
     _C.MASK_THRESH = 0.5  # on the mask probability at test time
     return cfg
