@@ -23,10 +23,12 @@ def link_configs(source: Path, destination: Path) -> list[str]:
 
 ROOT = Path(__file__).resolve().parent
 # the methods built on vis_d2, projects/<Method>/ with a package and a configs/ folder:
-# installed with vis_d2; get_cfg() finds their config keys and model_zoo their configs (as
-# "<Method>/<name>") through the entry points below
+# installed with vis_d2; model_zoo finds their configs (as "<Method>/<name>") through the
+# entry points below
 PROJECTS = {"SipMaskVIS": "sipmask_vis", "STMask": "stmask"}
-PROJECT_CONFIG_ADDERS = {
+# every method's add_<method>_config, SG-Net's included: get_cfg() adds the keys of each
+METHOD_CONFIG_ADDERS = {
+    "sgnet": "vis_d2.modeling.sgnet.config:add_sgnet_config",
     "sipmask_vis": "sipmask_vis.config:add_sipmask_config",
     "stmask": "stmask.config:add_stmask_config",
 }
@@ -47,7 +49,7 @@ setup(
     package_dir=package_dir,
     package_data=package_data,
     entry_points={
-        "vis_d2.method_configs": [f"{k} = {v}" for k, v in PROJECT_CONFIG_ADDERS.items()],
+        "vis_d2.method_configs": [f"{k} = {v}" for k, v in METHOD_CONFIG_ADDERS.items()],
         "vis_d2.model_zoo": [f"{name} = {pkg}" for name, pkg in PROJECTS.items()],
     },
     python_requires=">=3.10",

@@ -12,13 +12,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, write_video_dataset
-from detectron2.config import get_cfg
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from test_sgnet import TINY
 from torch import nn
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg
 from vis_d2.data import (
     DatasetFormatError,
     VideoFrames,
@@ -230,7 +229,7 @@ def test_missing_checkpoints(tmp_path):
 def test_non_finite_loss_stops_training_naming_loss_and_iteration(dataset, tmp_path):
     path, _ = dataset
     register_ytvis_instances("bad_inputs_train", {}, str(path), str(tmp_path / "JPEGImages"))
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(TINY)
     cfg.merge_from_list(["DATASETS.TRAIN", "('bad_inputs_train',)", "DATASETS.TEST", "()"])
@@ -262,7 +261,7 @@ def _cli(out, *args, env):
 def test_train_net_names_bad_files(tmp_path):
     truncated = tmp_path / "truncated.pth"
     _write_checkpoint(truncated, "truncated")
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(TINY)
     cfg.MODEL.FPN.OUT_CHANNELS = 64  # another model of the same names

@@ -175,6 +175,16 @@ def _tiny_fcos(**overrides):
     return FCOS(cfg, shapes)
 
 
+def test_tower_norm_is_groupnorm_or_none_and_other_norms_are_refused():
+    def group_norms(norm: str) -> int:
+        head = _tiny_fcos(NORM=norm).head
+        return sum(isinstance(m, torch.nn.GroupNorm) for m in head.modules())
+
+    assert (group_norms("GN"), group_norms("")) == (2, 0)  # one cls conv, one box conv
+    with pytest.raises(ValueError, match="tower norm 'BN' is not supported"):
+        _tiny_fcos(NORM="BN")
+
+
 def _features(size=128, batch=2):
     torch.manual_seed(0)
     return {

@@ -2,11 +2,10 @@
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.structures import Boxes, Instances
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg
 from vis_d2.modeling.sgnet.movement_head import MovementHead, movement_loss, movement_targets
 from vis_d2.modeling.tracking import MovementTracker, build_tracker
 
@@ -155,7 +154,7 @@ def test_gradients_reach_both_frames():
 
 
 def test_from_config():
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     head = MovementHead(cfg, [ShapeSpec(channels=CHANNELS, stride=s) for s in (8, 16, 32)])
     assert len(head.tower) == 3  # conv, GN, ReLU
     assert isinstance(head.tower[1], torch.nn.GroupNorm)
@@ -171,7 +170,7 @@ def test_from_config():
 
 
 def test_tracker_keys_moved_from_the_sgnet_node_are_named_on_merge():
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     with pytest.raises(KeyError, match="MODEL.SGNET.TRACK.MAX_AGE was renamed to MODEL.TRACKER"):
         cfg.merge_from_list(["MODEL.SGNET.TRACK.MAX_AGE", "2"])
 

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, run_python
-from detectron2.config import get_cfg
 from detectron2.utils.env import seed_all_rng
 from test_sgnet import TINY
 from torch import nn
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg
 from vis_d2.data import register_ytvis_instances
 from vis_d2.data.build import build_video_train_loader
 from vis_d2.data.synthetic import generate
@@ -153,7 +152,7 @@ def test_training_stream_restarts_where_it_stopped_with_any_workers(datasets):
         str(datasets / "synthetic_vis" / "train.json"),
         str(datasets / "synthetic_vis" / "train" / "JPEGImages"),
     )
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     cfg.merge_from_file(CONFIG)
     cfg.merge_from_list(TINY)
     cfg.merge_from_list(

@@ -3,16 +3,17 @@
 import json
 import os
 
+import pytest
 import torch
 from conftest import REPO, datasets_env, run_python, training_batch
-from detectron2.config import get_cfg
 from detectron2.modeling import build_model
 from detectron2.structures import BitMasks, Boxes, Instances
 from detectron2.utils.env import seed_all_rng
 from detectron2.utils.events import EventStorage
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg
 from vis_d2.data import YTVISTestMapper, frame_instances
+from vis_d2.modeling.common import cap_per_image
 
 TINY = [
     "MODEL.DEVICE",
@@ -41,7 +42,7 @@ TINY = [
 
 
 def tiny_cfg():
-    cfg = add_sgnet_config(get_cfg())
+    cfg = get_cfg()
     cfg.merge_from_file(str(REPO / "configs" / "synthetic" / "SGNet_R18_synthetic.yaml"))
     cfg.merge_from_list(TINY)
     return cfg
@@ -82,6 +83,31 @@ def test_losses_are_finite_and_gradients_reach_every_head(synthetic):
         module = model.get_submodule(name)
         grads = [p.grad for p in module.parameters() if p.grad is not None]
         assert grads and any(g.abs().sum() > 0 for g in grads), f"no gradient reaches {name}"
+
+
+def test_cap_per_image_keeps_at_most_cap_of_each_image_and_zero_keeps_all():
+    im_inds = torch.tensor([0, 0, 0, 1, 2, 2])
+    torch.manual_seed(0)
+    kept = cap_per_image(im_inds, 2)
+    assert kept.tolist() == sorted(kept.tolist())
+    assert torch.bincount(im_inds[kept], minlength=3).tolist() == [2, 1, 2]
+    assert cap_per_image(im_inds, 0).tolist() == [0, 1, 2, 3, 4, 5]
+    with pytest.raises(ValueError, match="0: no cap"):
+        cap_per_image(im_inds, -1)
+
+
+def test_mask_positive_cap_zero_learns_the_masks_of_every_positive(synthetic):
+    _, train, _ = synthetic
+    mask_loss = {}
+    for cap in ("0", "1000000"):
+        cfg = tiny_cfg()
+        cfg.merge_from_list(["MODEL.SGNET.MAX_MASK_POS_PER_IMAGE", cap])
+        cfg.MODEL.SGNET.MASK_BOX = "gt"  # the predicted boxes are empty at initialisation
+        seed_all_rng(0)
+        model = build_model(cfg).train()
+        mask_loss[cap] = _losses(model, training_batch(cfg, train))["loss_mask"]
+    assert mask_loss["0"] > 0
+    assert mask_loss["0"] == mask_loss["1000000"]
 
 
 def test_two_iterations_are_deterministic(synthetic):

@@ -5,11 +5,10 @@ import math
 
 import pytest
 import torch
-from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from torch.nn import functional as F
 
-from vis_d2.config import add_sgnet_config
+from vis_d2.config import get_cfg
 from vis_d2.modeling.mask_windows import (
     MaskWindows,
     assemble_masks,
@@ -32,7 +31,7 @@ from vis_d2.modeling.sgnet.spatial_attention import SpatialAttention
 
 @pytest.fixture
 def cfg():
-    return add_sgnet_config(get_cfg())
+    return get_cfg()
 
 
 def _grid(*wh, **kwargs):

@@ -20,7 +20,7 @@ warnings.filterwarnings(
 )
 
 from . import data, modeling  # noqa: E402, F401  register data sets, backbones and models
-from .config import add_fcos_config, add_sgnet_config, add_vis_config  # noqa: E402
+from .config import add_fcos_config, add_vis_config  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["add_fcos_config", "add_sgnet_config", "add_vis_config"]
+__all__ = ["add_fcos_config", "add_vis_config"]

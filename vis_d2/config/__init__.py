@@ -1,3 +1,3 @@
-from .defaults import add_fcos_config, add_sgnet_config, add_vis_config, get_cfg
+from .defaults import add_fcos_config, add_vis_config, get_cfg
 
-__all__ = ["add_fcos_config", "add_sgnet_config", "add_vis_config", "get_cfg"]
+__all__ = ["add_fcos_config", "add_vis_config", "get_cfg"]

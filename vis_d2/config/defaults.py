@@ -18,7 +18,7 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.SIZES_OF_INTEREST = [64, 128, 256, 512]
     _C.TOP_LEVELS = 2
     _C.PRIOR_PROB = 0.01
-    _C.NORM = "GN"  # GN, BN (one per level) or "" in the towers
+    _C.NORM = "GN"  # in the towers: "GN" (GroupNorm, 32 groups) or "" (none)
     _C.NUM_CLS_CONVS = 4
     _C.NUM_BOX_CONVS = 4
     _C.NUM_SHARE_CONVS = 0
@@ -103,51 +103,14 @@ def add_vis_config(cfg: CN) -> CN:
     return cfg
 
 
-def add_sgnet_config(cfg: CN) -> CN:
-    """``MODEL.SGNET.*`` (the SG-Net paper, Sec. 3-4), and the shared keys when ``cfg`` has
-    none yet. The SG-Net choices among the shared keys (log-GIoU box loss, class-wise NMS at
-    0.5, at most 10 detections a frame) are in ``configs/Base-SGNet.yaml``, so that no method's
-    defaults change another's."""
-    if "FCOS" not in cfg.MODEL:
-        add_vis_config(cfg)
-    cfg.MODEL.SGNET = CN()
-    _C = cfg.MODEL.SGNET
-    # base mask module: P3-P5 resized to P3, concatenated, 2 convs, 1x1 to OUT_CHANNELS, x4 up
-    _C.BASE = CN()
-    _C.BASE.IN_FEATURES = ["p3", "p4", "p5"]
-    _C.BASE.CONVS_DIM = 128
-    _C.BASE.NUM_CONVS = 2
-    _C.BASE.OUT_CHANNELS = 36
-    _C.BASE.UPSAMPLE = 4  # P3 (stride 8) -> stride 2
-    _C.BASE.NORM = ""
-    # spatial attention module: per-location coefficients for a MASTER_GRID x MASTER_GRID grid
-    _C.SAM = CN()
-    _C.SAM.CONVS_DIM = 256
-    _C.SAM.MASTER_GRID = 6
-    _C.SAM.MAX_DIV = 6  # r = min(MAX_DIV, ceil(side / UNIT))
-    _C.SAM.UNIT = 50.0  # pixels of the network input
-    _C.BLENDER = "subregion"  # subregion | sum_sigmoid
-    _C.MASK_BOX = "pred"  # pred | gt: the box that sets the grid and crop in training
-    _C.MAX_MASK_POS_PER_IMAGE = 100
-    _C.MASK_LOSS_WEIGHT = 1.0
-    _C.TRACK = CN()
-    _C.TRACK.ON = True
-    _C.TRACK.NUM_CONVS = 1
-    _C.TRACK.LOSS_WEIGHT = 1.0
-    for key in ("MAX_AGE", "SAME_CLASS"):
-        cfg.register_renamed_key(f"MODEL.SGNET.TRACK.{key}", f"MODEL.TRACKER.{key}")
-    _C.MASK_THRESH = 0.5  # on the mask probability at test time
-    return cfg
-
-
-# the entry-point group through which installed method packages (projects/) add their keys
+# the entry-point group through which every method package adds its keys (see setup.py)
 METHOD_CONFIG_GROUP = "vis_d2.method_configs"
 
 
 def method_config_adders() -> list[Callable[[CN], CN]]:
-    """The ``add_<method>_config`` functions of every installed method package: the entry
-    points of group ``vis_d2.method_configs`` (see ``setup.py``), sorted by name. Loading one
-    imports its package, which registers the method's modules.
+    """The ``add_<method>_config`` functions of every installed method: the entry points of
+    group ``vis_d2.method_configs`` (see ``setup.py``), sorted by name. Loading one imports
+    its package, which registers the method's modules.
 
     Raises:
         ImportError: a method package is declared but cannot be imported (the message names
@@ -166,13 +129,12 @@ def method_config_adders() -> list[Callable[[CN], CN]]:
 
 
 def get_cfg() -> CN:
-    """detectron2's default config with every vis_d2 key: the video keys, the shared FCOS keys
-    and each method's own (``MODEL.SGNET`` and those of the installed method packages, e.g.
-    ``MODEL.SIPMASK``), all at their defaults. The entry point of the tools; a method's
-    choices live in its Base config file."""
+    """detectron2's default config with every vis_d2 key at its default: the video keys, the
+    shared FCOS keys and each installed method's own (``MODEL.<METHOD>.*``, added by the
+    entry points of group ``vis_d2.method_configs``). The entry point of the tools; a
+    method's choices among the shared keys live in its Base config file."""
     cfg = get_detectron2_cfg()
     add_vis_config(cfg)
-    add_sgnet_config(cfg)
     for add_config in method_config_adders():
         add_config(cfg)
     return cfg

@@ -9,7 +9,16 @@ __all__ = ["cap_per_image", "read_at_centres"]
 
 
 def cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:
-    """A random subset of the indices 0..N-1 with at most ``cap`` from each image (N,) group."""
+    """A random subset of the indices 0..N-1 with at most ``cap`` from each image of
+    ``im_inds`` (N,), sorted; ``cap`` 0 is no cap (every index).
+
+    Raises:
+        ValueError: ``cap`` is negative.
+    """
+    if cap < 0:
+        raise ValueError(f"the cap per image must be >= 0 (0: no cap), not {cap}")
+    if cap == 0:
+        return torch.arange(len(im_inds), device=im_inds.device)
     order = torch.randperm(len(im_inds), device=im_inds.device)
     order = order[torch.argsort(im_inds[order], stable=True)]
     grouped = im_inds[order]

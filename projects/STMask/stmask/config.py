@@ -43,25 +43,39 @@ def add_stmask_config(cfg: CN) -> CN:
     _C.CLASS_AWARE_MATCHING = False
     _C.OHEM_RATIO = 3.0
     _C.MASK_BOX_ENLARGE = 1.2  # the predicted box crops the mask loss, enlarged this much
-    _C.LOSS_WEIGHTS = CN({"CLS": 6.125, "BOX": 5.0, "CTR": 20.0, "MASK": 6.125, "TRACK": 5.0})
+    # LOSS_WEIGHTS.<NAME> weighs the loss loss_<name> (BOX_SHIFT, MASK_SHIFT: temporal fusion's)
+    _C.LOSS_WEIGHTS = CN(
+        {
+            "CLS": 6.125,
+            "BOX": 5.0,
+            "CTR": 20.0,
+            "MASK": 6.125,
+            "TRACK": 5.0,
+            "BOX_SHIFT": 5.0,
+            "MASK_SHIFT": 6.125,
+        }
+    )
     # temporal fusion: the correlation (PATCH x PATCH displacements) of CORR_FEATURE between
     # the two frames of a pair and both frames' T2S features there, pooled POOL x POOL at the
     # earlier frame's boxes, regress each instance's box and coefficient shifts (TemporalNet
-    # conv widths CHANNELS); its losses B_shift and M_shift weigh BOX_WEIGHT and MASK_WEIGHT
+    # conv widths CHANNELS); its losses B_shift and M_shift weigh LOSS_WEIGHTS.BOX_SHIFT and
+    # LOSS_WEIGHTS.MASK_SHIFT
     _C.TF = CN()
     _C.TF.ON = True
     _C.TF.CORR_FEATURE = "p4"
     _C.TF.PATCH = 11
     _C.TF.POOL = 7
     _C.TF.CHANNELS = (512, 512, 1024)
-    _C.TF.BOX_WEIGHT = 5.0
-    _C.TF.MASK_WEIGHT = 6.125
-    # inference: candidates whose best class probability exceeds SCORE_THRESH, scored by it
-    # times the centerness (clamped at 0), cross-class Fast NMS over the NMS_TOPK best
+    cfg.register_renamed_key("MODEL.STMASK.TF.BOX_WEIGHT", "MODEL.STMASK.LOSS_WEIGHTS.BOX_SHIFT")
+    cfg.register_renamed_key("MODEL.STMASK.TF.MASK_WEIGHT", "MODEL.STMASK.LOSS_WEIGHTS.MASK_SHIFT")
+    # inference of the anchor head (the FCOS methods': MODEL.FCOS.INFERENCE_TH_TEST, NMS_TH,
+    # POST_NMS_TOPK_TEST): candidates whose best class probability exceeds SCORE_THRESH, scored
+    # by it times the centerness (clamped at 0), cross-class Fast NMS over the NMS_TOPK best
     _C.TEST = CN()
     _C.TEST.SCORE_THRESH = 0.05
     _C.TEST.NMS_THRESH = 0.5
     _C.TEST.NMS_TOPK = 200
     _C.TEST.DETECTIONS_PER_FRAME = 100
-    _C.TEST.MASK_THRESH = 0.5
+    _C.MASK_THRESH = 0.5  # on the mask probability at test time
+    cfg.register_renamed_key("MODEL.STMASK.TEST.MASK_THRESH", "MODEL.STMASK.MASK_THRESH")
     return cfg

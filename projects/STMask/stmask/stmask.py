@@ -94,7 +94,6 @@ class STMask(VISModel):
         mask_thresh: float = 0.5,
         corr_feature: str = "p4",
         corr_patch: int = 11,
-        tf_weights: tuple[float, float] = (5.0, 6.125),
     ):
         super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
         if corr_feature not in in_features:
@@ -115,7 +114,8 @@ class STMask(VISModel):
         self.class_aware_matching = class_aware_matching
         self.ohem_ratio = ohem_ratio
         self.mask_box_enlarge = mask_box_enlarge
-        self.loss_weights = {"cls": 1.0, "box": 1.0, "ctr": 1.0, "mask": 1.0, "track": 1.0}
+        names = ("cls", "box", "ctr", "mask", "track", "box_shift", "mask_shift")
+        self.loss_weights = dict.fromkeys(names, 1.0)
         self.loss_weights.update(loss_weights or {})
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
@@ -124,7 +124,6 @@ class STMask(VISModel):
         self.mask_thresh = mask_thresh
         self.corr_feature = corr_feature
         self.corr_patch = corr_patch
-        self.tf_weights = tf_weights
         self._previous = None
 
     @classmethod
@@ -175,10 +174,9 @@ class STMask(VISModel):
             "nms_thresh": st.TEST.NMS_THRESH,
             "nms_topk": st.TEST.NMS_TOPK,
             "detections_per_frame": st.TEST.DETECTIONS_PER_FRAME,
-            "mask_thresh": st.TEST.MASK_THRESH,
+            "mask_thresh": st.MASK_THRESH,
             "corr_feature": tf.CORR_FEATURE,
             "corr_patch": tf.PATCH,
-            "tf_weights": (tf.BOX_WEIGHT, tf.MASK_WEIGHT),
         }
 
     @property
@@ -267,8 +265,8 @@ class STMask(VISModel):
                 features, rows, t2s, protos, anchors, gts, gt_masks, offsets, positives,
                 earlier, later,
             )  # fmt: skip
-            losses["loss_box_shift"] = self.tf_weights[0] * box_shift
-            losses["loss_mask_shift"] = self.tf_weights[1] * mask_shift
+            losses["loss_box_shift"] = self.loss_weights["box_shift"] * box_shift
+            losses["loss_mask_shift"] = self.loss_weights["mask_shift"] * mask_shift
         return losses
 
     @property

@@ -33,12 +33,14 @@ def add_sipmask_config(cfg: CN) -> CN:
     # weight each instance's mask loss by its class score times its box IoU (normalised to
     # mean 1)
     _C.MASK_ALIGN_WEIGHT = True
-    # positives whose masks are learned per image (0: all)
+    # positives whose masks are learned per image, drawn at random (0: all)
     _C.MAX_MASK_POS_PER_IMAGE = 0
     # detection and mask losses also on the reference frame of each pair (the authors train
     # them on the current frame only)
     _C.REF_FRAME_LOSSES = False
-    _C.MASK_LOSS_WEIGHT = 1.0
-    _C.TRACK_LOSS_WEIGHT = 1.0
-    _C.MASK_THRESH = 0.5
+    # LOSS_WEIGHTS.<NAME> weighs the loss loss_<name> (FCOS's class loss: LOSS_WEIGHT_CLS)
+    _C.LOSS_WEIGHTS = CN({"MASK": 1.0, "TRACK": 1.0})
+    cfg.register_renamed_key("MODEL.SIPMASK.MASK_LOSS_WEIGHT", "MODEL.SIPMASK.LOSS_WEIGHTS.MASK")
+    cfg.register_renamed_key("MODEL.SIPMASK.TRACK_LOSS_WEIGHT", "MODEL.SIPMASK.LOSS_WEIGHTS.TRACK")
+    _C.MASK_THRESH = 0.5  # on the mask probability at test time
     return cfg

@@ -143,8 +143,8 @@ class SipMaskVIS(VISModel):
             "mask_align_weight": sp.MASK_ALIGN_WEIGHT,
             "max_mask_pos_per_image": sp.MAX_MASK_POS_PER_IMAGE,
             "ref_frame_losses": sp.REF_FRAME_LOSSES,
-            "mask_loss_weight": sp.MASK_LOSS_WEIGHT,
-            "track_loss_weight": sp.TRACK_LOSS_WEIGHT,
+            "mask_loss_weight": sp.LOSS_WEIGHTS.MASK,
+            "track_loss_weight": sp.LOSS_WEIGHTS.TRACK,
             "mask_thresh": sp.MASK_THRESH,
         }
 
@@ -215,9 +215,8 @@ class SipMaskVIS(VISModel):
         boxes: torch.Tensor,
     ) -> torch.Tensor:
         """The masks of the positives, assembled on their detached predicted boxes."""
-        if self.max_mask_pos_per_image > 0:
-            keep = cap_per_image(targets.im_inds[pos], self.max_mask_pos_per_image)
-            pos, boxes = pos[keep], boxes[keep]
+        keep = cap_per_image(targets.im_inds[pos], self.max_mask_pos_per_image)
+        pos, boxes = pos[keep], boxes[keep]
         # boxes with at most one basis pixel of area carry no mask to learn
         area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / BASIS_STRIDE**2
         pos, boxes = pos[area > 1], boxes[area > 1]

@@ -109,8 +109,8 @@ class SGNet(VISModel):
             "blender": sg.BLENDER,
             "mask_box": sg.MASK_BOX,
             "max_mask_pos_per_image": sg.MAX_MASK_POS_PER_IMAGE,
-            "mask_loss_weight": sg.MASK_LOSS_WEIGHT,
-            "track_loss_weight": sg.TRACK.LOSS_WEIGHT,
+            "mask_loss_weight": sg.LOSS_WEIGHTS.MASK,
+            "track_loss_weight": sg.LOSS_WEIGHTS.TRACK,
             "mask_thresh": sg.MASK_THRESH,
         }
 
