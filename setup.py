@@ -35,7 +35,8 @@ METHOD_CONFIG_ADDERS = {
 
 package_dir = {pkg: f"projects/{name}/{pkg}" for name, pkg in PROJECTS.items()}
 package_data = {
-    "vis_d2.model_zoo": link_configs(ROOT / "configs", ROOT / "vis_d2" / "model_zoo" / "configs")
+    "vis_d2.model_zoo": link_configs(ROOT / "configs", ROOT / "vis_d2" / "model_zoo" / "configs"),
+    "vis_d2.benchmark": ["speed_goals.yaml"],
 }
 for name, pkg in PROJECTS.items():
     project = ROOT / "projects" / name

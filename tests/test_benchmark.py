@@ -19,7 +19,7 @@ from vis_d2.benchmark import (
     estimate_norm_statistics,
     latency_stats,
 )
-from vis_d2.benchmark.report import load_goals
+from vis_d2.benchmark.report import SPEED_GOALS, load_goals
 from vis_d2.utils.precision import CPU_BF16_ENV
 
 TOOL = str(REPO / "tools" / "benchmark.py")
@@ -316,4 +316,4 @@ def test_goal_files_are_checked(tmp_path):
     bad.write_text("scaling: fast\n")
     with pytest.raises(ValueError, match="goal scaling must be a number, got 'fast'"):
         load_goals(bad)
-    assert load_goals(REPO / "configs" / "benchmark" / "speed_goals.yaml")["heads_share"] == 15
+    assert load_goals(SPEED_GOALS)["heads_share"] == 15

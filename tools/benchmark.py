@@ -57,6 +57,7 @@ from detectron2.config import get_cfg
 
 from vis_d2.benchmark import BoxSizes, MemoryMeter, env_summary
 from vis_d2.benchmark.report import (
+    SPEED_GOALS,
     count_range,
     goal_ratios,
     latency_table,
@@ -78,9 +79,7 @@ from vis_d2.utils.precision import cpu_info, use_autocast
 
 logger = logging.getLogger(__name__)
 
-REPO = Path(__file__).resolve().parent.parent
 BASELINE_CONFIG = "COCO-InstanceSegmentation/mask_rcnn_R_50_FPN_3x.yaml"
-GOALS = REPO / "configs" / "benchmark" / "speed_goals.yaml"
 BACKENDS = ("eager", "amp", "torchscript", "onnx")
 BACKEND_LABELS = {
     "amp": "autocast",
@@ -184,10 +183,10 @@ def argument_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--goals",
         nargs="?",
-        const=str(GOALS),
+        const=str(SPEED_GOALS),
         metavar="FILE",
         help="also check the ratios against speed goals: a YAML file of upper bounds by kind "
-        f"(default: vis_d2's, {GOALS.relative_to(REPO)})",
+        "(default: vis_d2's, vis_d2/benchmark/speed_goals.yaml)",
     )
     parser.add_argument(
         "--backends",

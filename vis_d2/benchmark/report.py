@@ -16,6 +16,7 @@ from .subjects import Subject, VISSubject
 
 __all__ = [
     "GOAL_KINDS",
+    "SPEED_GOALS",
     "count_range",
     "goal_ratios",
     "latency_table",
@@ -25,6 +26,8 @@ __all__ = [
     "split_table",
 ]
 
+# vis_d2's own speed goals (tools/benchmark.py --goals)
+SPEED_GOALS = Path(__file__).with_name("speed_goals.yaml")
 # the kinds of speed goal a goals file may bound, each the upper bound of a ratio
 GOAL_KINDS = {
     "scaling": "latency at the most detections / at the fewest",
