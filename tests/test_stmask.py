@@ -212,7 +212,7 @@ def test_missed_objects_are_carried_by_temporal_fusion(synthetic):
     frames = YTVISTestMapper(cfg)(val[0])["frames"]
     first = model.inference_frame(frames[0])
     assert first.track_ids.tolist() == list(range(5))
-    model.score_thresh = 2.0  # no detection in the next frames: only the memory is shown
+    model.detector.score_thresh = 2.0  # no detection in the next frames: only the memory is shown
     shown = first.scores * 0.95 > 0.01  # still above MIN_SCORE after one decay
     assert 0 < int(shown.sum())
     second = model.inference_frame(frames[1])
@@ -235,7 +235,7 @@ def test_without_temporal_fusion_missed_objects_are_not_shown(synthetic):
     model = build_model(cfg).eval()
     frames = YTVISTestMapper(cfg)(val[0])["frames"]
     assert len(model.inference_frame(frames[0])) > 0
-    model.score_thresh = 2.0
+    model.detector.score_thresh = 2.0
     assert len(model.inference_frame(frames[1])) == 0 and len(model.tracker) > 0
 
 

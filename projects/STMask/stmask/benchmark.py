@@ -72,7 +72,7 @@ class STMaskAdapter(BenchmarkAdapter):
             Probe(model.backbone, "backbone", "other"),
             Probe(model.head, "head", "other"),
             Probe(model.protonet, "head", "other"),
-            Probe(model, "postprocess", "mask", "detect"),
+            Probe(model.detector, "postprocess", "mask", "detect"),
             Probe(model, "temporal", "mask", "_propagate"),
             Probe(model.tracker, "tracker", "other", "update"),
         ]

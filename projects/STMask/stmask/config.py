@@ -69,8 +69,9 @@ def add_stmask_config(cfg: CN) -> CN:
     cfg.register_renamed_key("MODEL.STMASK.TF.BOX_WEIGHT", "MODEL.STMASK.LOSS_WEIGHTS.BOX_SHIFT")
     cfg.register_renamed_key("MODEL.STMASK.TF.MASK_WEIGHT", "MODEL.STMASK.LOSS_WEIGHTS.MASK_SHIFT")
     # inference of the anchor head (the FCOS methods': MODEL.FCOS.INFERENCE_TH_TEST, NMS_TH,
-    # POST_NMS_TOPK_TEST): candidates whose best class probability exceeds SCORE_THRESH, scored
-    # by it times the centerness (clamped at 0), cross-class Fast NMS over the NMS_TOPK best
+    # POST_NMS_TOPK_TEST): candidates whose best class probability exceeds SCORE_THRESH and
+    # whose centerness is positive, scored by their product, cross-class Fast NMS over the
+    # NMS_TOPK best
     _C.TEST = CN()
     _C.TEST.SCORE_THRESH = 0.05
     _C.TEST.NMS_THRESH = 0.5

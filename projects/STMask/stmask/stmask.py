@@ -10,27 +10,20 @@ from detectron2.modeling.anchor_generator import build_anchor_generator
 from detectron2.modeling.box_regression import Box2BoxTransform
 from detectron2.structures import Boxes, Instances
 from torch import nn
-from torch.nn import functional as F
 
-from vis_d2.layers import fast_nms
-from vis_d2.modeling.mask_windows import (
-    assemble_masks,
-    blend,
-    gt_masks_on_basis,
-    gt_windows,
-    mask_loss,
-)
+from vis_d2.modeling.mask_windows import gt_masks_on_basis
 from vis_d2.modeling.meta_arch import VISModel, inference_amp_from_config
 from vis_d2.modeling.tracking import MemoryTracker, Tracker, build_tracker
 
 from .anchors import KernelAnchorGenerator
+from .criterion import PROTO_STRIDE, STMaskCriterion
 from .graphs import FrameGraph, split_frame_outputs
-from .losses import box_coder, box_losses, enlarge_boxes, match_anchors, ohem_cross_entropy
+from .losses import box_coder
+from .postprocessing import STMaskDetector, prototype_masks
 from .prediction_head import PredictionHead
 from .protonet import ProtoNet
 from .temporal_fusion import (
     TemporalNet,
-    box_shift_loss,
     correlation,
     cross_frame_masks,
     shift_boxes,
@@ -39,12 +32,6 @@ from .temporal_fusion import (
 )
 
 __all__ = ["STMask"]
-
-PROTO_STRIDE = 4  # the prototypes' stride in input pixels
-
-
-def _one_grid(n: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(n, dtype=torch.int64, device=device)
 
 
 @META_ARCH_REGISTRY.register()
@@ -57,11 +44,9 @@ class STMask(VISModel):
     stride 4 from P3. A detection's mask is σ(prototypes · tanh(coefficients)) inside its box,
     assembled on the box window (:func:`vis_d2.modeling.mask_windows.blend` with one cell).
 
-    Training: anchors matched to the GT by IoU (or, with ``CLASS_AWARE_MATCHING``, by IoU and
-    class probability as in the authors' code); softmax cross-entropy with OHEM, 1 − DIoU,
-    centerness to the DIoU, the mask BCE cropped by the enlarged predicted box, and the track
-    loss between the positives of the two frames of each pair, each weighted by
-    ``MODEL.STMASK.LOSS_WEIGHTS``.
+    Training: the losses of :class:`~.criterion.STMaskCriterion` (frame, track and temporal
+    losses); inference: :class:`~.postprocessing.STMaskDetector`, then tracking with the
+    memory that temporal fusion carries from frame to frame (:meth:`inference`).
     """
 
     num_classes_key = "MODEL.STMASK.NUM_CLASSES"
@@ -109,18 +94,22 @@ class STMask(VISModel):
         self.tracker = tracker
         self.coder = coder
         self._num_classes = num_classes
-        self.pos_iou = pos_iou
-        self.neg_iou = neg_iou
-        self.class_aware_matching = class_aware_matching
-        self.ohem_ratio = ohem_ratio
-        self.mask_box_enlarge = mask_box_enlarge
-        names = ("cls", "box", "ctr", "mask", "track", "box_shift", "mask_shift")
-        self.loss_weights = dict.fromkeys(names, 1.0)
-        self.loss_weights.update(loss_weights or {})
-        self.score_thresh = score_thresh
-        self.nms_thresh = nms_thresh
-        self.nms_topk = nms_topk
-        self.detections_per_frame = detections_per_frame
+        self.criterion = STMaskCriterion(
+            coder,
+            pos_iou=pos_iou,
+            neg_iou=neg_iou,
+            class_aware_matching=class_aware_matching,
+            ohem_ratio=ohem_ratio,
+            mask_box_enlarge=mask_box_enlarge,
+            loss_weights=loss_weights,
+        )
+        self.detector = STMaskDetector(
+            coder,
+            score_thresh=score_thresh,
+            nms_thresh=nms_thresh,
+            nms_topk=nms_topk,
+            detections_per_frame=detections_per_frame,
+        )
         self.mask_thresh = mask_thresh
         self.corr_feature = corr_feature
         self.corr_patch = corr_patch
@@ -213,60 +202,22 @@ class STMask(VISModel):
         offsets = [0]
         for g in gts:
             offsets.append(offsets[-1] + len(g))
-        # a zero connected to every output, so that every parameter gets a gradient (DDP)
-        zero = sum(r.sum() for r in rows.values()) * 0 + protos.sum() * 0
-        totals = dict.fromkeys(("cls", "box", "ctr", "mask"), zero)
-        positives = []
-        for i, gt in enumerate(gts):
-            labels, matched = match_anchors(
-                anchors,
-                gt.gt_boxes.tensor,
-                gt.gt_classes,
-                self.pos_iou,
-                self.neg_iou,
-                rows["cls"][i] if self.class_aware_matching else None,
-            )
-            totals["cls"] = totals["cls"] + ohem_cross_entropy(
-                rows["cls"][i], labels, self.ohem_ratio
-            )
-            pos = (labels > 0).nonzero().squeeze(1)
-            positives.append((pos, matched[pos]))
-            if not len(pos):
-                continue
-            gt_boxes = gt.gt_boxes.tensor[matched[pos]]
-            diou, ctr = box_losses(
-                rows["box"][i, pos], rows["ctr"][i, pos], anchors[pos], gt_boxes, self.coder
-            )
-            totals["box"] = totals["box"] + diou.mean()
-            totals["ctr"] = totals["ctr"] + ctr.mean()
-            boxes = self.coder.apply_deltas(rows["box"][i, pos].detach(), anchors[pos])
-            crop = enlarge_boxes(boxes, self.mask_box_enlarge) / PROTO_STRIDE
-            one = _one_grid(len(pos), self.device)
-            windows = blend(
-                protos[i : i + 1],
-                torch.zeros_like(one),
-                crop,
-                torch.tanh(rows["mask"][i, pos])[:, None],
-                one,
-                one,
-            )
-            targets = gt_windows(gt_masks, offsets[i] + matched[pos], windows)
-            totals["mask"] = totals["mask"] + mask_loss(windows, targets)
-        losses = {f"loss_{k}": self.loss_weights[k] * v / len(gts) for k, v in totals.items()}
-        losses["loss_track"] = self.loss_weights["track"] * self._track_loss(
-            rows["track"], gts, positives, num
+        losses, positives = self.criterion.frame_losses(
+            rows, anchors, protos, gts, gt_masks, offsets
         )
+        losses.update(self.criterion.track_loss(rows["track"], gts, positives))
         if self.temporal_net is not None:
             frame_idx = [x["frame_idx"] for x in batched_inputs]
             ref_idx = [x["ref_frame_idx"] for x in batched_inputs]
             earlier = [num + i if ref_idx[i] <= frame_idx[i] else i for i in range(num)]
             later = [i if ref_idx[i] <= frame_idx[i] else num + i for i in range(num)]
-            box_shift, mask_shift = self._temporal_losses(
-                features, rows, t2s, protos, anchors, gts, gt_masks, offsets, positives,
-                earlier, later,
-            )  # fmt: skip
-            losses["loss_box_shift"] = self.loss_weights["box_shift"] * box_shift
-            losses["loss_mask_shift"] = self.loss_weights["mask_shift"] * mask_shift
+            corr_maps = (features[self.corr_feature], t2s[self.corr_level])
+            losses.update(
+                self.criterion.temporal_losses(
+                    self.temporal_shift, corr_maps, rows, protos, anchors, gts, gt_masks,
+                    offsets, positives, earlier, later,
+                )  # fmt: skip
+            )
         return losses
 
     @property
@@ -290,112 +241,11 @@ class STMask(VISModel):
         rois = torch.cat((pair_inds[:, None].to(boxes), boxes / stride), dim=1)
         return self.temporal_net(x, rois)
 
-    def _temporal_losses(
-        self,
-        features: dict[str, torch.Tensor],
-        rows: dict[str, torch.Tensor],
-        t2s: list[torch.Tensor],
-        protos: torch.Tensor,
-        anchors: torch.Tensor,
-        gts: list[Instances],
-        gt_masks: torch.Tensor,
-        offsets: list[int],
-        positives: list[tuple[torch.Tensor, torch.Tensor]],
-        earlier: list[int],
-        later: list[int],
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """B_shift and M_shift: the positives of each earlier frame whose instance is also in
-        the later frame, shifted by TF from their detached predicted boxes and coefficients;
-        the box shift against the GT pair's, the shifted mask (on the later frame's prototypes,
-        cropped by its GT box) against the later GT mask; means over those positives."""
-        boxes, coefs, pair_inds, prev_gt, cur_gt = [], [], [], [], []
-        for k, (a, b) in enumerate(zip(earlier, later, strict=True)):
-            pos, matched = positives[a]
-            ids_a, ids_b = gts[a].gt_ids[matched], gts[b].gt_ids
-            # ids are unique within a frame: each positive has at most one instance there
-            rows_a, cols_b = (ids_a[:, None] == ids_b[None]).nonzero(as_tuple=True)
-            pos, matched = pos[rows_a], matched[rows_a]
-            boxes.append(self.coder.apply_deltas(rows["box"][a, pos].detach(), anchors[pos]))
-            coefs.append(rows["mask"][a, pos].detach())
-            pair_inds.append(torch.full((len(pos),), k, device=self.device))
-            prev_gt.append(gts[a].gt_boxes.tensor[matched])
-            cur_gt.append(offsets[b] + cols_b)
-        boxes, coefs, pair_inds = torch.cat(boxes), torch.cat(coefs), torch.cat(pair_inds)
-        prev_gt, cur_gt = torch.cat(prev_gt), torch.cat(cur_gt)
-        feature, t2s_level = features[self.corr_feature], t2s[self.corr_level]
-        delta_box, delta_coef = self.temporal_shift(
-            (feature[earlier], t2s_level[earlier]),
-            (feature[later], t2s_level[later]),
-            boxes,
-            pair_inds,
-        )
-        all_gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
-        box_loss = box_shift_loss(delta_box, prev_gt, all_gt_boxes[cur_gt])
-        one = _one_grid(len(boxes), self.device)
-        windows = blend(
-            protos[later],
-            pair_inds,
-            all_gt_boxes[cur_gt] / PROTO_STRIDE,
-            torch.tanh(shift_coefficients(coefs, delta_coef))[:, None],
-            one,
-            one,
-        )
-        return box_loss, mask_loss(windows, gt_windows(gt_masks, cur_gt, windows))
-
-    def _track_loss(
-        self,
-        embeddings: torch.Tensor,
-        gts: list[Instances],
-        positives: list[tuple[torch.Tensor, torch.Tensor]],
-        num: int,
-    ) -> torch.Tensor:
-        """Between the positives of the two frames of each pair: p = (cos + 1) / 2, −log p for
-        the same instance and −log(1 − p) otherwise, averaged over the pairs of anchors, then
-        over the frame pairs."""
-        losses = []
-        for i in range(num):
-            (pos_a, gt_a), (pos_b, gt_b) = positives[i], positives[num + i]
-            if not len(pos_a) or not len(pos_b):
-                continue
-            cos = embeddings[i, pos_a] @ embeddings[num + i, pos_b].T
-            same = gts[i].gt_ids[gt_a][:, None] == gts[num + i].gt_ids[gt_b][None]
-            p = ((cos + 1) / 2).clamp(1e-6, 1 - 1e-6)
-            losses.append(F.binary_cross_entropy(p, same.float()))
-        if not losses:  # still connected to the embeddings, as DDP needs
-            return embeddings.sum() * 0
-        return torch.stack(losses).mean()
-
     # ---------------------------------------------------------------------------- inference
     def reset(self) -> None:
         """Start a new video: empty the tracker, forget the previous frame, restart ids at 0."""
         self.tracker.reset()
         self._previous: tuple[torch.Tensor, torch.Tensor] | None = None
-
-    def detect(self, rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size):
-        """One frame's detections from its head rows (batch of one): candidates whose best
-        foreground probability exceeds the score threshold and whose centerness is positive
-        (tanh can be negative, which would rank a detection below every positive score),
-        score = that probability × the centerness, cross-class Fast NMS, the best
-        ``detections_per_frame``."""
-        probs = rows["cls"][0].softmax(dim=1)[:, 1:]
-        best, classes = probs.max(dim=1)
-        keep = ((best > self.score_thresh) & (rows["ctr"][0] > 0)).nonzero().squeeze(1)
-        scores = best[keep] * rows["ctr"][0, keep]
-        boxes = self.coder.apply_deltas(rows["box"][0, keep], anchors[keep])
-        boxes = Boxes(boxes)
-        boxes.clip(image_size)
-        kept = fast_nms(
-            boxes.tensor, scores, torch.zeros_like(keep), self.nms_thresh, self.nms_topk
-        )[: self.detections_per_frame]
-        det = Instances(image_size)
-        det.pred_boxes = boxes[kept]
-        det.scores = scores[kept]
-        det.pred_classes = classes[keep][kept]
-        det.class_scores = probs[keep][kept] * rows["ctr"][0, keep][kept, None]
-        rows_kept = keep[kept]
-        det.embeddings = rows["track"][0, rows_kept]
-        det.coefficients = rows["mask"][0, rows_kept]
-        return det
 
     def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
         """With the ``MemoryTracker`` (STMask's tracking) every object of the video's memory is
@@ -406,16 +256,16 @@ class STMask(VISModel):
         rows, t2s, protos, corr_map = split_frame_outputs(
             self.graphs()["frame"](image), len(self.in_features)
         )
-        (in_h, in_w), (out_h, out_w) = image.shape[-2:], output_size
-        det = self.detect(rows, self.anchors(t2s), (in_h, in_w))
+        input_size = tuple(image.shape[-2:])
+        det = self.detector.detect(rows, self.anchors(t2s), input_size)
         if not isinstance(self.tracker, MemoryTracker):
-            det.pred_masks = self._masks(det, protos, (in_h, in_w), (out_h, out_w))
+            det.pred_masks = prototype_masks(protos, det, input_size, output_size, self.mask_thresh)
             return det
         current = (corr_map, t2s[self.corr_level])
         zeros = torch.zeros(len(det), dtype=torch.int64, device=self.device)
         det.mask_probs = cross_frame_masks(protos, det.coefficients, det.pred_boxes.tensor, zeros)
         if self._previous is not None and len(self.tracker) and self.temporal_net is not None:
-            self._propagate(self._previous, current, protos, (in_h, in_w))
+            self._propagate(self._previous, current, protos, input_size)
         self._previous = current
         det.track_ids = self.tracker.update(det)
         shown = [det]
@@ -426,10 +276,8 @@ class STMask(VISModel):
             shown.append(carried)
         fields = ("pred_boxes", "scores", "pred_classes", "class_scores", "coefficients")
         fields += ("track_ids",)
-        out = Instances.cat(
-            [Instances((in_h, in_w), **{f: x.get(f) for f in fields}) for x in shown]
-        )
-        out.pred_masks = self._masks(out, protos, (in_h, in_w), (out_h, out_w))
+        out = Instances.cat([Instances(input_size, **{f: x.get(f) for f in fields}) for x in shown])
+        out.pred_masks = prototype_masks(protos, out, input_size, output_size, self.mask_thresh)
         return out
 
     def _propagate(self, previous, current, protos: torch.Tensor, image_size) -> None:
@@ -444,22 +292,6 @@ class STMask(VISModel):
         coefficients = shift_coefficients(memory.coefficients, delta_coef)
         masks = cross_frame_masks(protos, coefficients, boxes.tensor, zeros)
         self.tracker.propagate(boxes.tensor, coefficients, masks)
-
-    def _masks(self, instances: Instances, protos: torch.Tensor, input_size, output_size):
-        """Bool masks at the output size of σ(prototypes · tanh(coefficients)) in the boxes."""
-        one = _one_grid(len(instances), self.device)
-        return assemble_masks(
-            protos,
-            torch.zeros_like(one),
-            instances.pred_boxes.tensor / PROTO_STRIDE,
-            torch.tanh(instances.coefficients)[:, None],
-            one,
-            one,
-            stride=PROTO_STRIDE,
-            input_size=input_size,
-            output_size=output_size,
-            threshold=self.mask_thresh,
-        )
 
     # ------------------------------------------------------------------------------- export
     def export_graphs(self) -> dict[str, nn.Module]:

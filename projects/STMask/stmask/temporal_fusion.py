@@ -168,9 +168,10 @@ def box_shift_loss(
 ) -> torch.Tensor:
     """Mean over N instances of Σ_4 smooth-L1 (β = 1) of Δb (N, 4) against
     :func:`box_shift_targets` (GT box at t−1 as the anchor, GT box at t; (N, 4) XYXY px).
-    The authors take this mean per image, sum it over the images (an image without a shared
-    instance adds 0), divide by the number of images and weigh by 5 (``boxshift_alpha``);
-    those steps are the caller's. A zero connected to the graph when N = 0."""
+    :class:`~.criterion.STMaskCriterion` passes every shared positive of the batch at once,
+    so the mean is over the batch's positives (the authors take it per image, sum over the
+    images, an image without a shared instance adding 0, and divide by their number). A zero
+    connected to the graph when N = 0."""
     if len(deltas) == 0:
         return deltas.sum() * 0
     targets = box_shift_targets(prev_gt_boxes, cur_gt_boxes).to(deltas.dtype)
