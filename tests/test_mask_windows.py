@@ -2,8 +2,9 @@
 sub-regions 2 × 2, row-major: top-left, top-right, bottom-left, bottom-right)."""
 
 import torch
+from mask_reference import blend_full
 
-from vis_d2.modeling.mask_windows import blend, blend_full, paste_windows
+from vis_d2.modeling.mask_windows import blend, paste_windows
 
 QUADRANT_VALUES = (0.1, 0.2, 0.3, 0.4)
 

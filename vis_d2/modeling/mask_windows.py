@@ -24,12 +24,10 @@ __all__ = [
     "MaskWindows",
     "assemble_masks",
     "blend",
-    "blend_full",
     "gt_masks_on_basis",
     "gt_windows",
     "mask_loss",
     "paste_windows",
-    "subregion_index",
 ]
 
 BLEND_MODES = ("subregion", "sum_sigmoid")
@@ -46,20 +44,6 @@ def _band(
     band = torch.floor((centre - lo) * r / (hi - lo).clamp(min=1e-6)).long()
     band = torch.minimum(band.clamp(min=0), r - 1)
     return torch.where((lo <= centre) & (centre < hi), band, -1)
-
-
-def subregion_index(
-    boxes: torch.Tensor, r1: torch.Tensor, r2: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor
-) -> torch.Tensor:
-    """Sub-region cell of pixels: ``boxes`` (N, 4) x1, y1, x2, y2 and pixel rows ``ys``
-    (N, Hw, 1) / columns ``xs`` (N, 1, Ww) (int, broadcastable) in base-map pixels →
-    (N, Hw, Ww) int64 ``row·r1 + col`` for pixels whose centre lies in the box
-    (x1 ≤ u + 0.5 < x2, y1 ≤ v + 0.5 < y2), -1 elsewhere;
-    col = clamp(floor((u + 0.5 - x1)·r1 / (x2 - x1)), 0, r1 - 1), row likewise."""
-    x1, y1, x2, y2 = (boxes[:, i, None, None] for i in range(4))
-    r1, r2 = r1[:, None, None], r2[:, None, None]
-    col, row = _band(x1, x2, r1, xs), _band(y1, y2, r2, ys)
-    return torch.where((row >= 0) & (col >= 0), row * r1 + col, -1)
 
 
 @dataclass
@@ -92,8 +76,8 @@ def _cell_logits(
     feats: torch.Tensor, coef: torch.Tensor, cells: torch.Tensor, num_cells: torch.Tensor, mode: str
 ) -> torch.Tensor:
     """Per-pixel features (n, P, K), coefficients (n, R, K), cell index (n, P) (-1 outside the
-    box) and r2·r1 (n,) → (n, P) logits of the chosen blender (every cell at every pixel:
-    the whole-map reference and ``sum_sigmoid``, which needs them all)."""
+    box) and r2·r1 (n,) → (n, P) logits of the chosen blender (every cell at every pixel, as
+    ``sum_sigmoid`` needs them all)."""
     scores = torch.bmm(feats, coef.transpose(1, 2))  # (n, P, R)
     if mode == "subregion":
         return scores.gather(2, cells.clamp(min=0)[:, :, None]).squeeze(2)
@@ -337,27 +321,6 @@ def _blend_chunks(
             chunk = chunk.view(len(idx), h_c, w_c)
         out[idx, :h_c, :w_c] = chunk
     return out
-
-
-def blend_full(
-    bases: torch.Tensor,
-    im_inds: torch.Tensor,
-    boxes: torch.Tensor,
-    coef: torch.Tensor,
-    r1: torch.Tensor,
-    r2: torch.Tensor,
-    mode: str = "subregion",
-) -> torch.Tensor:
-    """The same masks computed on the whole base map (memory N·R·h·w): (N, h, w)
-    probabilities, 0 outside the boxes. Arguments as in :func:`blend`."""
-    _check_mode(mode)
-    _, channels, height, width = bases.shape
-    ys = torch.arange(height, device=bases.device)[None, :, None]
-    xs = torch.arange(width, device=bases.device)[None, None, :]
-    cells = subregion_index(boxes, r1, r2, ys, xs)
-    feats = bases[im_inds].flatten(2).transpose(1, 2)  # (N, h·w, K)
-    logits = _cell_logits(feats, coef, cells.flatten(1), r1 * r2, mode)
-    return torch.where(cells >= 0, logits.view(-1, height, width).sigmoid(), 0.0)
 
 
 def gt_masks_on_basis(gts: list[Instances], height: int, width: int, stride: int) -> torch.Tensor:
