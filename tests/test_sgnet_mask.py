@@ -7,7 +7,7 @@ import pytest
 import torch
 from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
-from mask_reference import blend_full, resized, subregion_index
+from mask_reference import blend_full, resized
 from torch.nn import functional as F
 
 from vis_d2.config import add_sgnet_config
@@ -19,6 +19,7 @@ from vis_d2.modeling.mask_windows import (
     mask_loss,
     paste_windows,
 )
+from vis_d2.modeling.mask_windows.grids import band
 from vis_d2.modeling.sgnet.base_mask import BaseMaskModule
 from vis_d2.modeling.sgnet.blender import (
     grid_sizes,
@@ -49,10 +50,11 @@ def test_grid_sizes():
 
 
 def _cells(box, r1, r2, height, width):
-    ys = torch.arange(height)[None, :, None]
-    xs = torch.arange(width)[None, None, :]
-    boxes = torch.tensor([box], dtype=torch.float32)
-    return subregion_index(boxes, torch.tensor([r1]), torch.tensor([r2]), ys, xs)[0]
+    """(height, width) cell of each pixel of the map: row band · r1 + column band, -1 outside."""
+    x1, y1, x2, y2 = torch.tensor(box, dtype=torch.float32)
+    rows = band(y1, y2, torch.tensor(r2), torch.arange(height))[:, None]
+    cols = band(x1, x2, torch.tensor(r1), torch.arange(width))[None, :]
+    return torch.where((rows >= 0) & (cols >= 0), rows * r1 + cols, -1)
 
 
 def test_partition_2x2():
