@@ -45,10 +45,6 @@ __all__ = ["STMask"]
 PROTO_STRIDE = 4  # the prototypes' stride in input pixels
 
 
-def _one_grid(n: int, device: torch.device) -> torch.Tensor:
-    return torch.ones(n, dtype=torch.int64, device=device)
-
-
 @META_ARCH_REGISTRY.register()
 class STMask(VISModel):
     """STMask (Li et al., CVPR 2021) on a ResNet-FPN P3–P7 backbone.
@@ -259,14 +255,8 @@ class STMask(VISModel):
             totals["ctr"] = totals["ctr"] + ctr.mean()
             boxes = self.coder.apply_deltas(rows["box"][i, pos].detach(), anchors[pos])
             crop = enlarge_boxes(boxes, self.mask_box_enlarge) / PROTO_STRIDE
-            one = _one_grid(len(pos), self.device)
             windows = blend(
-                protos[i : i + 1],
-                torch.zeros_like(one),
-                crop,
-                torch.tanh(rows["mask"][i, pos])[:, None],
-                one,
-                one,
+                protos[i : i + 1], 0, crop, torch.tanh(rows["mask"][i, pos])[:, None], 1, 1
             )
             targets = gt_windows(gt_masks, offsets[i] + matched[pos], windows)
             totals["mask"] = totals["mask"] + mask_loss(windows, targets)
@@ -349,14 +339,13 @@ class STMask(VISModel):
         )
         all_gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])
         box_loss = box_shift_loss(delta_box, prev_gt, all_gt_boxes[cur_gt])
-        one = _one_grid(len(boxes), self.device)
         windows = blend(
             protos[later],
             pair_inds,
             all_gt_boxes[cur_gt] / PROTO_STRIDE,
             torch.tanh(shift_coefficients(coefs, delta_coef))[:, None],
-            one,
-            one,
+            1,
+            1,
         )
         return box_loss, mask_loss(windows, gt_windows(gt_masks, cur_gt, windows))
 
@@ -488,14 +477,13 @@ class STMask(VISModel):
 
     def _masks(self, instances: Instances, protos: torch.Tensor, input_size, output_size):
         """Bool masks at the output size of σ(prototypes · tanh(coefficients)) in the boxes."""
-        one = _one_grid(len(instances), self.device)
         return assemble_masks(
             protos,
-            torch.zeros_like(one),
+            0,
             instances.pred_boxes.tensor / PROTO_STRIDE,
             torch.tanh(instances.coefficients)[:, None],
-            one,
-            one,
+            1,
+            1,
             stride=PROTO_STRIDE,
             input_size=input_size,
             output_size=output_size,
