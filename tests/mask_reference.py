@@ -1,5 +1,5 @@
 """The reference of the box-window mask assembly (:mod:`vis_d2.modeling.mask_windows`), written
-from its definition on whole maps.
+from its definition on whole maps, and random cases to test every route against it.
 
 On a basis map, pixel (u, v) (column, row) has its centre at (u + 0.5, v + 0.5). A pixel whose
 centre is in an instance's box x1 ≤ u + 0.5 < x2, y1 ≤ v + 0.5 < y2 takes the cell
@@ -64,3 +64,24 @@ def resized(
     crop = up[:, :, : input_size[0], : input_size[1]]
     return F.interpolate(crop, size=output_size, mode="bilinear")[:, 0]
 
+
+def random_case(
+    seed: int, num: int = 12, channels: int = 6, height: int = 18, width: int = 23, cells: int = 36
+) -> tuple[torch.Tensor, ...]:
+    """Basis maps of 2 images (2, channels, height, width) and ``num`` instances: image
+    indices, boxes (N, 4) in base-map pixels (fractional, from under a pixel to most of the
+    map wide, many partly off it; the first wholly off it, the second past every edge), cell
+    coefficients (N, cells, channels) and grids r1, r2 (N,) of 1 to 6, drawn independently."""
+    g = torch.Generator().manual_seed(seed)
+    bases = torch.rand(2, channels, height, width, generator=g)
+    im_inds = torch.randint(0, 2, (num,), generator=g)
+    size = torch.tensor([width, height], dtype=torch.float32)
+    wh = (0.03 + torch.rand(num, 2, generator=g) * 0.8) * size
+    centre = (torch.rand(num, 2, generator=g) * 1.1 - 0.05) * size
+    boxes = torch.cat((centre - wh / 2, centre + wh / 2), dim=1)
+    boxes[0] = torch.tensor([width + 1.0, -5.0, width + 6.0, 3.0])  # off the map
+    boxes[1] = torch.tensor([-2.5, -1.5, width + 3.2, height + 0.7])  # past every edge
+    r1 = torch.randint(1, 7, (num,), generator=g)
+    r2 = torch.randint(1, 7, (num,), generator=g)
+    coef = torch.randn(num, cells, channels, generator=g)
+    return bases, im_inds, boxes, coef, r1, r2
