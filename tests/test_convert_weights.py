@@ -12,6 +12,7 @@ import math
 import pytest
 import torch
 from conftest import REPO, frame_outputs, run_python
+from mask_reference import subregion_index
 from sipmask_vis.spatial_coefficients import SpatialCoefficients
 
 from vis_d2.engine.predictor import load_model, setup_cfg
@@ -22,7 +23,6 @@ from vis_d2.engine.weight_conversion import (
     load_checkpoint_weights,
 )
 from vis_d2.layers import DeformConv
-from vis_d2.modeling.mask_windows import subregion_index
 
 CONFIG = str(REPO / "projects" / "SipMaskVIS" / "configs" / "SipMaskVIS_R50.yaml")
 TOOL = "tools/convert_weights.py"

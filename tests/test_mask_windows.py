@@ -1,9 +1,16 @@
-"""The shared box-window mask assembly with a fixed grid: SipMask's CropSplit(2) (SipMask-VIS
-sub-regions 2 × 2, row-major: top-left, top-right, bottom-left, bottom-right)."""
+"""The shared box-window mask assembly: every route (training and inference windows, the
+inference masks at the output size) against the whole-map reference of tests/mask_reference.py
+on random cases, and the fixed grid of SipMask's CropSplit(2) (SipMask-VIS sub-regions 2 × 2,
+row-major: top-left, top-right, bottom-left, bottom-right)."""
 
+import pytest
 import torch
+from mask_reference import blend_full, random_case, resized
 
-from vis_d2.modeling.mask_windows import blend, blend_full, paste_windows
+from vis_d2.modeling.mask_windows import assemble_masks, blend, paste_windows
+
+MODES = ("subregion", "sum_sigmoid")
+SEEDS = range(5)
 
 QUADRANT_VALUES = (0.1, 0.2, 0.3, 0.4)
 
@@ -64,3 +71,118 @@ def test_blend_equals_a_per_pixel_reference():
     windows = blend(bases, im_inds, boxes, coef, r1, r2)
     assert torch.allclose(paste_windows(windows, 9, 11), expected, atol=1e-6)
     assert torch.allclose(blend_full(bases, im_inds, boxes, coef, r1, r2), expected, atol=1e-6)
+
+
+def _scaled(coef, mode):
+    """Coefficients whose masks are neither all 0 nor all 1 on the random cases' bases."""
+    return coef * 3 if mode == "subregion" else coef * 0.5 - 1
+
+
+def test_random_cases_cover_the_edges():
+    """Each random case has boxes across the map's edges, one off it, and r1 ≠ r2 grids."""
+    for seed in SEEDS:
+        bases, _, boxes, _, r1, r2 = random_case(seed)
+        height, width = bases.shape[-2:]
+        x1, y1, x2, y2 = boxes.T
+        across = (x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height)
+        on_map = (x2 > 0) & (y2 > 0) & (x1 < width) & (y1 < height)
+        assert (across & on_map).sum() >= 2 and not on_map[0]
+        assert (r1 != r2).sum() >= len(r1) // 2
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_blend_training_route_equals_the_reference(seed, mode):
+    """With gradients (chunks of similar windows, moved onto the map at their chunk's size):
+    the pasted windows and the gradients of the maps and coefficients."""
+    bases, im_inds, boxes, coef, r1, r2 = random_case(seed)
+    bases.requires_grad_(True)
+    coef = _scaled(coef, mode).requires_grad_(True)
+    height, width = bases.shape[-2:]
+    weights = torch.rand(len(boxes), height, width, generator=torch.Generator().manual_seed(seed))
+    full = blend_full(bases, im_inds, boxes, coef, r1, r2, mode)
+    expected_grads = torch.autograd.grad((full * weights).sum(), (bases, coef))
+    windows = blend(bases, im_inds, boxes, coef, r1, r2, mode, chunk_size=3)
+    assert (windows.origin >= 0).all()
+    pasted = paste_windows(windows, height, width)
+    assert (pasted - full).abs().max() < 1e-5
+    grads = torch.autograd.grad((pasted * weights).sum(), (bases, coef))
+    for grad, expected in zip(grads, expected_grads, strict=True):
+        assert (grad - expected).abs().max() < 1e-4 * max(1.0, expected.abs().max().item())
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_blend_inference_route_equals_the_reference(seed, mode):
+    """Without gradients (each instance on its own window, a view of the map)."""
+    bases, im_inds, boxes, coef, r1, r2 = random_case(seed)
+    coef = _scaled(coef, mode)
+    height, width = bases.shape[-2:]
+    full = blend_full(bases, im_inds, boxes, coef, r1, r2, mode)
+    with torch.no_grad():
+        windows = blend(bases, im_inds, boxes, coef, r1, r2, mode)
+    pasted = paste_windows(windows, height, width)
+    assert (pasted - full).abs().max() < 1e-5
+    assert torch.equal(windows.valid.flatten(1).sum(1), (full > 0).flatten(1).sum(1))
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("seed", SEEDS)
+def test_assemble_masks_equal_the_reference(seed, mode):
+    """Inference masks at the output size: the reference's whole maps upsampled ×2, cropped
+    to the input (odd sizes crop into the last base pixel), resized up or down and
+    thresholded, except within 1e-5 of the threshold (summation orders differ there)."""
+    bases, im_inds, boxes, coef, r1, r2 = random_case(seed)
+    coef = _scaled(coef, mode)
+    height, width = bases.shape[-2:]
+    input_size = (2 * height - seed % 2, 2 * width - seed % 3)
+    output_size = ((17, 60), (50, 41), (36, 46), (71, 90), (23, 23))[seed]
+    probs = resized(blend_full(bases, im_inds, boxes, coef, r1, r2, mode), 2, input_size,
+                    output_size)  # fmt: skip
+    for threshold in (0.5, 0.3):
+        masks = assemble_masks(bases, im_inds, boxes, coef, r1, r2, stride=2,
+                               input_size=input_size, output_size=output_size,
+                               threshold=threshold, mode=mode)  # fmt: skip
+        assert masks.dtype == torch.bool and masks.shape == (len(boxes), *output_size)
+        expected = probs >= threshold
+        decided = (probs - threshold).abs() >= 1e-5
+        assert torch.equal(masks[decided], expected[decided])
+        assert expected.any(dim=(1, 2)).sum() >= len(boxes) // 2  # not a comparison of blanks
+
+
+def test_single_cell_grids_and_one_image_as_ints():
+    """r1, r2 and the image index as plain ints hold for every instance (STMask's one cell)."""
+    bases, _, boxes, coef, _, _ = random_case(0)
+    num = len(boxes)
+    zeros, ones = torch.zeros(num, dtype=torch.long), torch.ones(num, dtype=torch.long)
+    with torch.no_grad():
+        by_ints = blend(bases, 0, boxes, coef, 1, 1)
+        by_tensors = blend(bases, zeros, boxes, coef, ones, ones)
+    assert torch.equal(by_ints.valid, by_tensors.valid)
+    assert torch.equal(by_ints.logits[by_ints.valid], by_tensors.logits[by_tensors.valid])
+    full = blend_full(bases, zeros, boxes, coef, ones, ones)
+    assert (paste_windows(by_ints, *bases.shape[-2:]) - full).abs().max() < 1e-5
+    kwargs = {"stride": 2, "input_size": (36, 46), "output_size": (40, 50), "threshold": 0.5}
+    masks = assemble_masks(bases, 0, boxes, coef, 1, 1, **kwargs)
+    assert masks.any()
+    assert torch.equal(masks, assemble_masks(bases, zeros, boxes, coef, ones, ones, **kwargs))
+
+
+def test_a_band_rounded_up_to_the_grid_size_stays_in_the_grid():
+    """x1 = 4.2615519, x2 = 20.500002 (float32): pixel 20 (centre 20.5 < x2) is in the box, and
+    (20.5 - x1)·r1 / (x2 - x1) rounds to r1 = 1; it still takes the grid's last column."""
+    bases = torch.rand(1, 3, 4, 24, generator=torch.Generator().manual_seed(0))
+    boxes = torch.tensor([[4.261551856994629, 0.0, 20.500001907348633, 4.0]])
+    coef = torch.tensor([[[1.0, -1.0, 0.5], [-3.0, 2.0, 1.0]]])  # a second row, never a cell
+    args = (bases, torch.tensor([0]), boxes, coef, torch.tensor([1]), torch.tensor([1]))
+    full = blend_full(*args)
+    assert (full[0, :, 20] > 0).all() and (full[0, :, 21] == 0).all()
+    with torch.no_grad():
+        inference = paste_windows(blend(*args), 4, 24)
+    training = paste_windows(blend(bases, *args[1:3], coef.requires_grad_(True), *args[4:]), 4, 24)
+    assert (inference - full).abs().max() < 1e-6
+    assert (training - full).abs().max() < 1e-6
+    kwargs = {"stride": 2, "input_size": (8, 48), "output_size": (8, 48), "threshold": 0.5}
+    probs = resized(full, 2, (8, 48), (8, 48))
+    masks, decided = assemble_masks(*args, **kwargs), (probs - 0.5).abs() >= 1e-5
+    assert masks[:, :, 40:42].any() and torch.equal(masks[decided], probs[decided] >= 0.5)

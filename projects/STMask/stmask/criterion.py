@@ -32,11 +32,6 @@ TemporalShift = Callable[
 ]  # fmt: skip
 
 
-def _one_cell(n: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    one = torch.ones(n, dtype=torch.int64, device=device)
-    return one, one
-
-
 class STMaskCriterion:
     """The losses of a batch of B frame pairs (2B frames: the key frames, then their
     reference frames), each ``LOSS_WEIGHTS``-weighted.
@@ -83,7 +78,6 @@ class STMaskCriterion:
         ``anchors`` (A, 4) px, ``protos`` (2B, M, H/4, W/4), ``gt_masks`` (G, H/4, W/4) of all
         frames' GT in order (frame i's from ``offsets[i]``) → the weighted ``loss_cls``,
         ``loss_box``, ``loss_ctr``, ``loss_mask``, and each frame's positives."""
-        device = anchors.device
         # a zero connected to every output, so that every parameter gets a gradient (DDP)
         zero = sum(r.sum() for r in rows.values()) * 0 + protos.sum() * 0
         totals = dict.fromkeys(("cls", "box", "ctr", "mask"), zero)
@@ -113,11 +107,7 @@ class STMaskCriterion:
             boxes = self.coder.apply_deltas(rows["box"][i, pos].detach(), anchors[pos])
             crop = enlarge_boxes(boxes, self.mask_box_enlarge) / PROTO_STRIDE
             windows = blend(
-                protos[i : i + 1],
-                torch.zeros(len(pos), dtype=torch.int64, device=device),
-                crop,
-                torch.tanh(rows["mask"][i, pos])[:, None],
-                *_one_cell(len(pos), device),
+                protos[i : i + 1], 0, crop, torch.tanh(rows["mask"][i, pos])[:, None], 1, 1
             )
             targets = gt_windows(gt_masks, offsets[i] + matched[pos], windows)
             totals["mask"] = totals["mask"] + mask_loss(windows, targets)
@@ -194,7 +184,8 @@ class STMaskCriterion:
             pair_inds,
             all_gt_boxes[cur_gt] / PROTO_STRIDE,
             torch.tanh(shift_coefficients(coefs, delta_coef))[:, None],
-            *_one_cell(len(boxes), device),
+            1,
+            1,
         )
         mask = mask_loss(windows, gt_windows(gt_masks, cur_gt, windows))
         return {

@@ -74,14 +74,13 @@ def prototype_masks(
     """Bool masks (N, H_out, W_out) of σ(prototypes · tanh(coefficients)) inside the boxes:
     ``protos`` (1, M, H/4, W/4) of an ``input_size`` frame, ``instances`` with ``pred_boxes``
     (input px) and ``coefficients`` (N, M) pre-tanh."""
-    one = torch.ones(len(instances), dtype=torch.int64, device=protos.device)
     return assemble_masks(
         protos,
-        torch.zeros_like(one),
+        0,
         instances.pred_boxes.tensor / PROTO_STRIDE,
         torch.tanh(instances.coefficients)[:, None],
-        one,
-        one,
+        1,
+        1,
         stride=PROTO_STRIDE,
         input_size=input_size,
         output_size=output_size,

@@ -158,8 +158,7 @@ def cross_frame_masks(
     (N, K) pre-tanh, ``boxes`` (N, 4) XYXY px, ``im_inds`` (N,) int64 → (N, H, W)
     probabilities, 0 at pixels whose centre ((u + 0.5)·stride, (v + 0.5)·stride) is outside
     the box (x1 ≤ · < x2, y1 ≤ · < y2): the shared box-window assembly with one cell."""
-    one = torch.ones(len(coef), dtype=torch.int64, device=coef.device)
-    windows = blend(protos, im_inds, boxes / stride, coef.tanh()[:, None], one, one)
+    windows = blend(protos, im_inds, boxes / stride, coef.tanh()[:, None], 1, 1)
     return paste_windows(windows, *protos.shape[-2:])
 
 
