@@ -223,7 +223,7 @@ class SipMaskVIS(VISModel):
         im_inds, gt_inds = targets.im_inds[pos], targets.gt_inds[pos]
         bases = self.basis(head["bbox_towers"][: self.basis_levels])
         coef = self.coefficients.read(head["coefficients"], pos)
-        size = torch.full_like(im_inds, self.sub_regions)
+        size = self.sub_regions
         windows = blend(bases, im_inds, boxes / BASIS_STRIDE, coef, size, size)
         height, width = images.tensor.shape[-2:]
         gt_masks = gt_masks_on_basis(gts, height, width, BASIS_STRIDE)
@@ -292,7 +292,7 @@ class SipMaskVIS(VISModel):
         im_inds = torch.zeros_like(det.pred_classes)
         if len(det):
             coef = self.detection_coefficients(head["coefficients"], det)
-            size = torch.full_like(im_inds, self.sub_regions)
+            size = self.sub_regions
             masks = assemble_masks(
                 bases,
                 im_inds,
