@@ -432,3 +432,17 @@ def test_cli_reads_the_codalab_zip_and_names_swapped_arguments(tmp_path, capsys)
     assert "IoU=0.50:0.95 | area=   all | maxDets=100 ] = 0.300" in capsys.readouterr().out
     assert main([str(res_path), str(gt_path)]) == 1
     assert "the arguments look swapped" in capsys.readouterr().err
+
+
+def test_a_track_present_in_hundreds_of_frames_is_scored():
+    # pycocotools' area() cannot take 256 masks or more under NumPy 2: the scorer splits them
+    length = 300
+    masks = [A if t % 3 else FAR for t in range(length)]
+    gt = dataset([video(1, length=length)], [gt_ann(1, 1, 1, masks)])
+    half = [A if t < 150 else None for t in range(length)]
+    result = evaluate_ytvis(gt, [det(1, 1, 0.9, masks), det(1, 1, 0.5, half)])
+    assert result.stats["AP"] == pytest.approx(1.0)
+    # the second detection's IoU: its 150 frames of A against 300 GT frames
+    inter = sum(int((A & m).sum()) for m in masks[:150])
+    union = sum(int(m.sum()) for m in masks[150:]) + sum(int((A | m).sum()) for m in masks[:150])
+    assert 0 < inter / union < 0.5

@@ -333,10 +333,21 @@ def _track_frames(
                     f"{pixels}",
                 )
         try:
-            areas[present] = mask_utils.area([rles[f] for f in present])
+            areas[present] = _rle_areas([rles[f] for f in present])
         except Exception as e:  # pycocotools raises assorted types on malformed RLE
             raise _error(source, where, f"malformed RLE mask ({e})") from e
     return rles, areas
+
+
+# pycocotools' area() builds an internal uint8 array from the number of masks it is given,
+# which NumPy 2 refuses from 256 masks on (a track present in 256 frames or more)
+_AREA_CHUNK = 255
+
+
+def _rle_areas(rles: list[dict]) -> np.ndarray:
+    """The pixel areas (N,) of compressed RLE masks, by pycocotools in chunks it can take."""
+    chunks = [rles[i : i + _AREA_CHUNK] for i in range(0, len(rles), _AREA_CHUNK)]
+    return np.concatenate([mask_utils.area(chunk) for chunk in chunks])
 
 
 def _mean_nonzero(values: list | np.ndarray) -> float:
