@@ -65,17 +65,9 @@ class STMask(VISModel):
         num_classes: int,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
+        criterion: STMaskCriterion,
+        detector: STMaskDetector,
         inference_amp: bool = False,
-        pos_iou: float = 0.5,
-        neg_iou: float = 0.4,
-        class_aware_matching: bool = False,
-        ohem_ratio: float = 3.0,
-        mask_box_enlarge: float = 1.2,
-        loss_weights: dict[str, float] | None = None,
-        score_thresh: float = 0.05,
-        nms_thresh: float = 0.5,
-        nms_topk: int = 200,
-        detections_per_frame: int = 100,
         mask_thresh: float = 0.5,
         corr_feature: str = "p4",
         corr_patch: int = 11,
@@ -94,22 +86,8 @@ class STMask(VISModel):
         self.tracker = tracker
         self.coder = coder
         self._num_classes = num_classes
-        self.criterion = STMaskCriterion(
-            coder,
-            pos_iou=pos_iou,
-            neg_iou=neg_iou,
-            class_aware_matching=class_aware_matching,
-            ohem_ratio=ohem_ratio,
-            mask_box_enlarge=mask_box_enlarge,
-            loss_weights=loss_weights,
-        )
-        self.detector = STMaskDetector(
-            coder,
-            score_thresh=score_thresh,
-            nms_thresh=nms_thresh,
-            nms_topk=nms_topk,
-            detections_per_frame=detections_per_frame,
-        )
+        self.criterion = criterion
+        self.detector = detector
         self.mask_thresh = mask_thresh
         self.corr_feature = corr_feature
         self.corr_patch = corr_patch
@@ -131,6 +109,7 @@ class STMask(VISModel):
             temporal_net = TemporalNet(
                 tf.PATCH**2 + 2 * channels, tuple(tf.CHANNELS), st.NUM_PROTOS, tf.POOL
             )
+        coder = box_coder(tuple(st.BOX_VARIANCES))
         return {
             "backbone": backbone,
             "in_features": list(st.IN_FEATURES),
@@ -148,21 +127,27 @@ class STMask(VISModel):
             "protonet": ProtoNet(channels, st.PROTO_DIM, st.PROTO_CONVS, st.NUM_PROTOS),
             "temporal_net": temporal_net,
             "tracker": build_tracker(cfg),
-            "coder": box_coder(tuple(st.BOX_VARIANCES)),
+            "coder": coder,
             "num_classes": st.NUM_CLASSES,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "inference_amp": inference_amp_from_config(cfg),
-            "pos_iou": st.POS_IOU,
-            "neg_iou": st.NEG_IOU,
-            "class_aware_matching": st.CLASS_AWARE_MATCHING,
-            "ohem_ratio": st.OHEM_RATIO,
-            "mask_box_enlarge": st.MASK_BOX_ENLARGE,
-            "loss_weights": {k.lower(): v for k, v in st.LOSS_WEIGHTS.items()},
-            "score_thresh": st.TEST.SCORE_THRESH,
-            "nms_thresh": st.TEST.NMS_THRESH,
-            "nms_topk": st.TEST.NMS_TOPK,
-            "detections_per_frame": st.TEST.DETECTIONS_PER_FRAME,
+            "criterion": STMaskCriterion(
+                coder,
+                pos_iou=st.POS_IOU,
+                neg_iou=st.NEG_IOU,
+                class_aware_matching=st.CLASS_AWARE_MATCHING,
+                ohem_ratio=st.OHEM_RATIO,
+                mask_box_enlarge=st.MASK_BOX_ENLARGE,
+                loss_weights={k.lower(): v for k, v in st.LOSS_WEIGHTS.items()},
+            ),
+            "detector": STMaskDetector(
+                coder,
+                score_thresh=st.TEST.SCORE_THRESH,
+                nms_thresh=st.TEST.NMS_THRESH,
+                nms_topk=st.TEST.NMS_TOPK,
+                detections_per_frame=st.TEST.DETECTIONS_PER_FRAME,
+            ),
             "mask_thresh": st.MASK_THRESH,
             "corr_feature": tf.CORR_FEATURE,
             "corr_patch": tf.PATCH,
