@@ -57,6 +57,10 @@ def add_vis_config(cfg: CN) -> CN:
     :func:`vis_d2.data.register_ytvis_splits`.
     """
     cfg.INPUT.REF_FRAME_RANGE = 2
+    # the frames' resize: "pil" (detectron2's ResizeShortestEdge) or "opencv" (the same sizes
+    # by cv2.resize, bilinear, as mmcv.imrescale in the mmdetection-based codes); see
+    # vis_d2.data.transforms
+    cfg.INPUT.RESIZE_BACKEND = "pil"
     # with DEFORM_ON_PER_STAGE: block i of such a stage is deformable when i % DEFORM_INTERVAL
     # == 0 (1: every block, detectron2's behaviour; YOLACT++/STMask's R-DCN models use 3)
     cfg.MODEL.RESNETS.DEFORM_INTERVAL = 1

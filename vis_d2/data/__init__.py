@@ -11,6 +11,7 @@ from .dataset_mapper import (
     frame_transforms,
     sample_reference_frame,
 )
+from .transforms import RESIZE_BACKENDS, build_frame_augmentation
 from .ytvis import (
     DatasetFormatError,
     load_categories,
@@ -22,10 +23,12 @@ from .ytvis import (
 
 __all__ = [
     "BUILTIN_SPLITS",
+    "RESIZE_BACKENDS",
     "DatasetFormatError",
     "VideoFrames",
     "YTVISDatasetMapper",
     "YTVISTestMapper",
+    "build_frame_augmentation",
     "build_video_test_loader",
     "build_video_train_loader",
     "class_metadata",

@@ -13,6 +13,8 @@ from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.structures import BitMasks, Instances
 
+from .transforms import build_frame_augmentation
+
 __all__ = [
     "YTVISDatasetMapper",
     "YTVISTestMapper",
@@ -142,7 +144,7 @@ class YTVISDatasetMapper:
     @classmethod
     def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
         return {
-            "augmentations": utils.build_augmentation(cfg, is_train),
+            "augmentations": build_frame_augmentation(cfg, is_train),
             "image_format": cfg.INPUT.FORMAT,
             "ref_frame_range": cfg.INPUT.REF_FRAME_RANGE,
         }
@@ -240,7 +242,7 @@ class YTVISTestMapper:
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
         return {
-            "augmentations": utils.build_augmentation(cfg, is_train=False),
+            "augmentations": build_frame_augmentation(cfg, is_train=False),
             "image_format": cfg.INPUT.FORMAT,
         }
 

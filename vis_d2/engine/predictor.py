@@ -11,14 +11,13 @@ import numpy as np
 import torch
 from detectron2.config import CfgNode
 from detectron2.data import Metadata, MetadataCatalog
-from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
 from detectron2.modeling import build_model
 from detectron2.utils.logger import setup_logger
 from torch import nn
 
 from ..config import get_cfg
-from ..data import frame_transforms, load_categories
+from ..data import build_frame_augmentation, frame_transforms, load_categories
 from .checkpoint import VISCheckpointer
 
 __all__ = [
@@ -97,14 +96,15 @@ def dataset_ids(metadata: Metadata, num_classes: int) -> dict[int, int]:
 
 class FramePreprocessor:
     """A decoded frame → a VIS model's per-frame input, resized as ``YTVISTestMapper`` does
-    (``ResizeShortestEdge`` to ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST``).
+    (``ResizeShortestEdge`` to ``INPUT.MIN_SIZE_TEST``/``MAX_SIZE_TEST`` with
+    ``INPUT.RESIZE_BACKEND``).
 
     ``__call__(frame)``: BGR uint8 (H, W, 3) → ``{"image": (3, H', W') uint8 tensor in
     INPUT.FORMAT, "height": H, "width": W}``.
     """
 
     def __init__(self, cfg: CfgNode):
-        self.augmentations = T.AugmentationList(utils.build_augmentation(cfg, is_train=False))
+        self.augmentations = T.AugmentationList(build_frame_augmentation(cfg, is_train=False))
         self.input_format = cfg.INPUT.FORMAT
         if self.input_format not in ("BGR", "RGB"):
             raise ValueError(f"INPUT.FORMAT {self.input_format} is not supported; use BGR or RGB")
