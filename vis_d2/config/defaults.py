@@ -36,6 +36,9 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.SQRT_SCORE = True
     _C.INFERENCE_TH_TRAIN = 0.05
     _C.INFERENCE_TH_TEST = 0.05
+    # what PRE_NMS_TOPK_* counts per level: "pairs" ((location, class) pairs above the score
+    # threshold) or "locations" (by their best class score x centerness; mmdetection's heads)
+    _C.PRE_NMS_CANDIDATES = "pairs"
     _C.PRE_NMS_TOPK_TRAIN = 1000
     _C.PRE_NMS_TOPK_TEST = 1000
     _C.POST_NMS_TOPK_TRAIN = 100
@@ -46,6 +49,10 @@ def add_fcos_config(cfg: CN) -> CN:
     # FAST_NMS_TOPK best boxes of each class)
     _C.NMS_TYPE = "standard"
     _C.FAST_NMS_TOPK = 200
+    # boxes clipped to [0, W - CLIP_OFFSET] x [0, H - CLIP_OFFSET] of the input, after NMS or,
+    # with CLIP_BEFORE_NMS, before it (1 and True: mmdetection v1's distance2bbox)
+    _C.CLIP_BEFORE_NMS = False
+    _C.CLIP_OFFSET = 0.0
     return cfg
 
 
@@ -77,6 +84,9 @@ def add_vis_config(cfg: CN) -> CN:
     # EmbeddingTracker: weights of (log detection score, box IoU, same class) added to the
     # embedding log-softmax (MaskTrack R-CNN's comprehensive score; SipMask-VIS's values)
     cfg.MODEL.TRACKER.MATCH_COEFFS = (1.0, 2.0, 10.0)
+    # EmbeddingTracker: added to the widths and heights of the boxes (and of their
+    # intersection) in that IoU; 1 is mmdetection v1's bbox_overlaps (boxes in output pixels)
+    cfg.MODEL.TRACKER.BOX_IOU_OFFSET = 0.0
     # MemoryTracker: match weights of (score, mask IoU, box IoU, same class) added to the
     # embeddings' (cos + 1) / 2, the IoUs of the "new object" column, and which missed entries
     # are still shown (STMask's values)

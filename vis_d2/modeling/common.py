@@ -1,11 +1,28 @@
-"""Pieces every vis_d2 method's meta-architecture uses: sampling positives per image and
-reading dense maps at boxes."""
+"""Pieces every vis_d2 method's meta-architecture uses: sampling positives per image,
+reading dense maps at boxes and box IoUs."""
 
 from __future__ import annotations
 
 import torch
+from torchvision.ops import box_iou
 
-__all__ = ["cap_per_image", "read_at_centres"]
+__all__ = ["box_iou_with_offset", "cap_per_image", "read_at_centres"]
+
+
+def box_iou_with_offset(a: torch.Tensor, b: torch.Tensor, offset: float = 0.0) -> torch.Tensor:
+    """(N, M) IoUs of XYXY boxes ``a`` (N, 4) and ``b`` (M, 4) whose widths and heights (and
+    those of the intersections) are x2 − x1 + ``offset``: 0 is torchvision's ``box_iou``, 1
+    mmdetection v1's ``bbox_overlaps`` (boxes whose x2 is the last pixel index they cover).
+    A pair without overlap has IoU 0."""
+    if offset == 0:
+        return box_iou(a, b)
+    area_a = (a[:, 2] - a[:, 0] + offset) * (a[:, 3] - a[:, 1] + offset)
+    area_b = (b[:, 2] - b[:, 0] + offset) * (b[:, 3] - b[:, 1] + offset)
+    lt = torch.max(a[:, None, :2], b[None, :, :2])
+    rb = torch.min(a[:, None, 2:], b[None, :, 2:])
+    wh = (rb - lt + offset).clamp(min=0)
+    inter = wh[..., 0] * wh[..., 1]
+    return inter / (area_a[:, None] + area_b[None] - inter)
 
 
 def cap_per_image(im_inds: torch.Tensor, cap: int) -> torch.Tensor:

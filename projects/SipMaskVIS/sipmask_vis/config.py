@@ -33,11 +33,28 @@ def add_sipmask_config(cfg: CN) -> CN:
     # weight each instance's mask loss by its class score times its box IoU (normalised to
     # mean 1)
     _C.MASK_ALIGN_WEIGHT = True
+    # added to the widths and heights of the boxes (and their intersection) in that IoU, input
+    # pixels: 2 is the authors' (mmdetection v1's +1 on the boxes at the stride-2 basis scale)
+    _C.ALIGN_IOU_OFFSET = 0.0
     # positives whose masks are learned per image, drawn at random (0: all)
     _C.MAX_MASK_POS_PER_IMAGE = 0
     # detection and mask losses also on the reference frame of each pair (the authors train
     # them on the current frame only)
     _C.REF_FRAME_LOSSES = False
+    # the track loss also drops the positives whose box has at most one basis pixel of area
+    # (as the mask loss does; the authors')
+    _C.TRACK_MIN_BOX_AREA = False
+    # the track loss of a batch: "mean" over the images that have one, or "per_image" (their
+    # sum divided by all images of the batch: the authors')
+    _C.TRACK_LOSS_AVERAGE = "mean"
+    # which basis pixels a detection's box holds and which of the S x S cells each takes:
+    # "centre" (pixel centres against the box, cells tiling it) or "index" (the integer pixel
+    # index against the box, cells (w + 0.1) / S wide: the authors' CropSplit op); see
+    # vis_d2.modeling.mask_windows.grids
+    _C.CELL_RULE = "centre"
+    # test masks: "crop_then_resize" (x2 to the input, crop its padding, resize to the output)
+    # or "resize_then_crop" (one resize by 2 x output / input, then cropped: the authors')
+    _C.MASK_RESIZE = "crop_then_resize"
     # LOSS_WEIGHTS.<NAME> weighs the loss loss_<name> (FCOS's class loss: LOSS_WEIGHT_CLS)
     _C.LOSS_WEIGHTS = CN({"MASK": 1.0, "TRACK": 1.0})
     cfg.register_renamed_key("MODEL.SIPMASK.MASK_LOSS_WEIGHT", "MODEL.SIPMASK.LOSS_WEIGHTS.MASK")

@@ -10,13 +10,15 @@ from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 from detectron2.utils.events import get_event_storage
 from torch import nn
 
-from vis_d2.modeling.common import cap_per_image, read_at_centres
+from vis_d2.modeling.common import box_iou_with_offset, cap_per_image, read_at_centres
 from vis_d2.modeling.fcos import (
     FCOS,
     FCOSTargets,
     flatten_levels,
 )
 from vis_d2.modeling.mask_windows import (
+    CELL_RULES,
+    MASK_RESIZES,
     assemble_masks,
     blend,
     gt_masks_on_basis,
@@ -36,6 +38,7 @@ from .track_head import TrackHead
 __all__ = ["SipMaskVIS"]
 
 BASIS_STRIDE = 2  # the basis masks' stride in input pixels
+TRACK_LOSS_AVERAGES = ("mean", "per_image")
 
 
 def _boxes_of(locations: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
@@ -85,8 +88,20 @@ class SipMaskVIS(VISModel):
         mask_loss_weight: float = 1.0,
         track_loss_weight: float = 1.0,
         mask_thresh: float = 0.5,
+        align_iou_offset: float = 0.0,
+        track_min_box_area: bool = False,
+        track_loss_average: str = "mean",
+        cell_rule: str = "centre",
+        mask_resize: str = "crop_then_resize",
     ):
         super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
+        for name, value, choices in (
+            ("TRACK_LOSS_AVERAGE", track_loss_average, TRACK_LOSS_AVERAGES),
+            ("CELL_RULE", cell_rule, CELL_RULES),
+            ("MASK_RESIZE", mask_resize, MASK_RESIZES),
+        ):
+            if value not in choices:
+                raise ValueError(f"MODEL.SIPMASK.{name} '{value}' is not one of {choices}")
         num_levels = len(fcos.in_features)
         for name, value in (("BASIS_LEVELS", basis_levels), ("TRACK_LEVELS", track_levels)):
             if not 1 <= value <= num_levels:
@@ -110,6 +125,11 @@ class SipMaskVIS(VISModel):
         self.mask_loss_weight = mask_loss_weight
         self.track_loss_weight = track_loss_weight
         self.mask_thresh = mask_thresh
+        self.align_iou_offset = align_iou_offset
+        self.track_min_box_area = track_min_box_area
+        self.track_loss_average = track_loss_average
+        self.cell_rule = cell_rule
+        self.mask_resize = mask_resize
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
@@ -146,6 +166,11 @@ class SipMaskVIS(VISModel):
             "mask_loss_weight": sp.LOSS_WEIGHTS.MASK,
             "track_loss_weight": sp.LOSS_WEIGHTS.TRACK,
             "mask_thresh": sp.MASK_THRESH,
+            "align_iou_offset": sp.ALIGN_IOU_OFFSET,
+            "track_min_box_area": sp.TRACK_MIN_BOX_AREA,
+            "track_loss_average": sp.TRACK_LOSS_AVERAGE,
+            "cell_rule": sp.CELL_RULE,
+            "mask_resize": sp.MASK_RESIZE,
         }
 
     @property
@@ -200,6 +225,8 @@ class SipMaskVIS(VISModel):
             images, head, gts[:learn], targets, pos, boxes
         )
         is_key = targets.im_inds[pos] < num
+        if self.track_min_box_area:
+            is_key &= _basis_area(boxes) > 1
         losses["loss_track"] = self.track_loss_weight * self._track_loss(
             self.embeddings(levels), gts, num, targets, pos[is_key], boxes[is_key]
         )
@@ -218,19 +245,24 @@ class SipMaskVIS(VISModel):
         keep = cap_per_image(targets.im_inds[pos], self.max_mask_pos_per_image)
         pos, boxes = pos[keep], boxes[keep]
         # boxes with at most one basis pixel of area carry no mask to learn
-        area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / BASIS_STRIDE**2
-        pos, boxes = pos[area > 1], boxes[area > 1]
+        large = _basis_area(boxes) > 1
+        pos, boxes = pos[large], boxes[large]
         im_inds, gt_inds = targets.im_inds[pos], targets.gt_inds[pos]
         bases = self.basis(head["bbox_towers"][: self.basis_levels])
         coef = self.coefficients.read(head["coefficients"], pos)
         size = self.sub_regions
-        windows = blend(bases, im_inds, boxes / BASIS_STRIDE, coef, size, size)
+        windows = blend(
+            bases, im_inds, boxes / BASIS_STRIDE, coef, size, size, cell_rule=self.cell_rule
+        )
         height, width = images.tensor.shape[-2:]
         gt_masks = gt_masks_on_basis(gts, height, width, BASIS_STRIDE)
         weights = None
         if self.mask_align_weight and len(pos):
             gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])[gt_inds]
-            ious = pairwise_iou(Boxes(boxes), Boxes(gt_boxes)).diagonal()
+            if self.align_iou_offset:
+                ious = box_iou_with_offset(boxes, gt_boxes, self.align_iou_offset).diagonal()
+            else:
+                ious = pairwise_iou(Boxes(boxes), Boxes(gt_boxes)).diagonal()
             logits = flatten_levels(head["logits"])[pos, targets.labels[pos]]
             weights = alignment_weights(logits.sigmoid(), ious, im_inds)
         return mask_loss(windows, gt_windows(gt_masks, gt_inds, windows), weights)
@@ -274,6 +306,8 @@ class SipMaskVIS(VISModel):
         if not losses:  # still connected to the track branch, as DDP needs
             return embeddings.sum() * 0
         _log("sipmask/match_acc", torch.stack(accuracies).mean())
+        if self.track_loss_average == "per_image":
+            return torch.stack(losses).sum() / num
         return torch.stack(losses).mean()
 
     # ---------------------------------------------------------------------------- inference
@@ -304,6 +338,8 @@ class SipMaskVIS(VISModel):
                 input_size=(in_h, in_w),
                 output_size=(out_h, out_w),
                 threshold=self.mask_thresh,
+                cell_rule=self.cell_rule,
+                resize=self.mask_resize,
             )
         else:
             masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
@@ -326,6 +362,11 @@ class SipMaskVIS(VISModel):
 
     def sparse_modules(self) -> list[str]:
         return []  # the frame graph computes every map; Python only reads them
+
+
+def _basis_area(boxes: torch.Tensor) -> torch.Tensor:
+    """(N,) areas of (N, 4) XYXY input-pixel boxes in basis-map pixels."""
+    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / BASIS_STRIDE**2
 
 
 def _log(name: str, value: torch.Tensor) -> None:

@@ -24,6 +24,19 @@ __all__ = [
 
 
 NMS_TYPES = ("standard", "fast")
+# PRE_NMS_CANDIDATES: the per-level top-k of "pairs" ((location, class) pairs above the score
+# threshold) or of "locations" (by their best class score × centerness, each with every class
+# of it above the threshold: mmdetection's FCOS-style heads)
+PRE_NMS_CANDIDATES = ("pairs", "locations")
+
+
+def _clip(boxes: torch.Tensor, image_size: tuple[int, int], offset: float) -> torch.Tensor:
+    """(N, 4) XYXY boxes clamped to [0, W − offset] × [0, H − offset] for ``image_size``
+    (H, W); ``offset`` 1 clamps to the last pixel index (mmdetection v1's ``distance2bbox``)."""
+    height, width = image_size
+    x = boxes[:, 0::2].clamp(0, width - offset)
+    y = boxes[:, 1::2].clamp(0, height - offset)
+    return torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), dim=1)
 
 
 def flatten_levels(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -62,6 +75,9 @@ def fcos_inference(
     nms_type: str = "standard",
     fast_nms_topk: int = 200,
     sqrt_score: bool = True,
+    pre_nms_candidates: str = "pairs",
+    clip_before_nms: bool = False,
+    clip_offset: float = 0.0,
 ) -> list[Instances]:
     """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
     (sqrt(cls·ctr), or cls·ctr without ``sqrt_score``), ``pred_classes``, ``class_scores``
@@ -69,9 +85,18 @@ def fcos_inference(
     from: ``fpn_levels``, ``locations`` (x, y) and ``loc_inds`` (index of the cell in its
     level's H_l·W_l map). NMS runs per class, or over all classes with
     ``class_agnostic_nms``; ``nms_type`` "fast" is YOLACT's Fast NMS over the
-    ``fast_nms_topk`` best boxes of each group (:func:`vis_d2.layers.fast_nms`)."""
+    ``fast_nms_topk`` best boxes of each group (:func:`vis_d2.layers.fast_nms`).
+
+    ``pre_nms_candidates`` (:data:`PRE_NMS_CANDIDATES`): what the per-level ``pre_nms_topk``
+    counts. Boxes are clipped to [0, W − ``clip_offset``] × [0, H − ``clip_offset``] of their
+    image, after NMS or, with ``clip_before_nms``, before it (as the IoUs then see them)."""
     if nms_type not in NMS_TYPES:
         raise ValueError(f"unknown NMS type '{nms_type}'; choose one of {NMS_TYPES}")
+    if pre_nms_candidates not in PRE_NMS_CANDIDATES:
+        raise ValueError(
+            f"MODEL.FCOS.PRE_NMS_CANDIDATES '{pre_nms_candidates}' is not one of "
+            f"{PRE_NMS_CANDIDATES}"
+        )
     results = []
     for i, image_size in enumerate(image_sizes):
         per_level = []
@@ -85,12 +110,19 @@ def fcos_inference(
             candidates = cls > score_thresh
             if not thresh_with_ctr:
                 cls = cls * ctr[:, None]
+            if pre_nms_candidates == "locations":
+                best = cls.amax(dim=1)
+                top = best.topk(min(pre_nms_topk, len(best))).indices
+                candidates &= torch.zeros_like(candidates[:, 0]).index_fill_(0, top, True)[:, None]
             scores = cls[candidates]
-            keep = scores.topk(min(pre_nms_topk, len(scores))).indices
             loc_ind, label = candidates.nonzero(as_tuple=True)
-            loc_ind, label, scores = loc_ind[keep], label[keep], scores[keep]
+            if pre_nms_candidates == "pairs":
+                keep = scores.topk(min(pre_nms_topk, len(scores))).indices
+                loc_ind, label, scores = loc_ind[keep], label[keep], scores[keep]
             xy, ltrb = loc[loc_ind], reg[loc_ind] * stride
             boxes = torch.cat((xy - ltrb[:, :2], xy + ltrb[:, 2:]), dim=1)
+            if clip_before_nms:
+                boxes = _clip(boxes, image_size, clip_offset)
             class_scores = cls[loc_ind]
             if sqrt_score:
                 scores, class_scores = scores.sqrt(), class_scores.sqrt()
@@ -113,8 +145,7 @@ def fcos_inference(
         else:
             keep = batched_nms(boxes, scores, groups, nms_thresh)[:post_nms_topk]
         inst = Instances(image_size)
-        inst.pred_boxes = Boxes(boxes[keep])
-        inst.pred_boxes.clip(image_size)
+        inst.pred_boxes = Boxes(_clip(boxes[keep], image_size, clip_offset))
         inst.scores = scores[keep]
         inst.pred_classes = labels[keep]
         inst.class_scores = class_scores[keep]
@@ -158,6 +189,9 @@ class FCOS(nn.Module):
         nms_type: str = "standard",
         fast_nms_topk: int = 200,
         sqrt_score: bool = True,
+        pre_nms_candidates: str = "pairs",
+        clip_before_nms: bool = False,
+        clip_offset: float = 0.0,
     ):
         super().__init__()
         if nms_type not in NMS_TYPES:
@@ -191,6 +225,9 @@ class FCOS(nn.Module):
         self.nms_type = nms_type
         self.fast_nms_topk = fast_nms_topk
         self.sqrt_score = sqrt_score
+        self.pre_nms_candidates = pre_nms_candidates
+        self.clip_before_nms = clip_before_nms
+        self.clip_offset = clip_offset
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -223,6 +260,9 @@ class FCOS(nn.Module):
             "nms_type": fcos.NMS_TYPE,
             "fast_nms_topk": fcos.FAST_NMS_TOPK,
             "sqrt_score": fcos.SQRT_SCORE,
+            "pre_nms_candidates": fcos.PRE_NMS_CANDIDATES,
+            "clip_before_nms": fcos.CLIP_BEFORE_NMS,
+            "clip_offset": fcos.CLIP_OFFSET,
         }
 
     def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -282,6 +322,9 @@ class FCOS(nn.Module):
             nms_type=self.nms_type,
             fast_nms_topk=self.fast_nms_topk,
             sqrt_score=self.sqrt_score,
+            pre_nms_candidates=self.pre_nms_candidates,
+            clip_before_nms=self.clip_before_nms,
+            clip_offset=self.clip_offset,
         )
 
     def forward(

@@ -10,12 +10,14 @@ training and inference, the GT windows, the loss and the paste back onto the map
 :mod:`.assembly`: inference masks at the output resolution.
 """
 
-from .assembly import assemble_masks
-from .grids import BLEND_MODES
+from .assembly import MASK_RESIZES, assemble_masks
+from .grids import BLEND_MODES, CELL_RULES
 from .windows import MaskWindows, blend, gt_masks_on_basis, gt_windows, mask_loss, paste_windows
 
 __all__ = [
     "BLEND_MODES",
+    "CELL_RULES",
+    "MASK_RESIZES",
     "MaskWindows",
     "assemble_masks",
     "blend",

@@ -8,18 +8,40 @@ import functools
 import torch
 from torch.nn import functional as F
 
-from .grids import band, check_mode, instance_values, pixel_logits, row_cells
+from .grids import (
+    band,
+    check_cell_rule,
+    check_mode,
+    first_inside,
+    instance_values,
+    pixel_logits,
+    row_cells,
+)
 
-__all__ = ["assemble_masks"]
+__all__ = ["MASK_RESIZES", "assemble_masks"]
+
+# "crop_then_resize": ×stride, cropped to the input, resized to the output;
+# "resize_then_crop": one resize by stride · output / input, then cropped (or zero-padded) to
+# the output, as mmdetection-based codes paste their masks
+MASK_RESIZES = ("crop_then_resize", "resize_then_crop")
 
 
 @functools.lru_cache(maxsize=16)
-def _resize_matrix(size: int, stride: int, crop: int, out_size: int, device: str) -> torch.Tensor:
+def _resize_matrix(
+    size: int, stride: int, crop: int, out_size: int, device: str, resize: str
+) -> torch.Tensor:
     """(out_size, size) matrix of the resizes that bring one axis of the base map to the
-    output: ×``stride`` linear upsampling, the first ``crop`` samples kept (the unpadded input),
-    then a linear resize to ``out_size`` (both ``align_corners=False``, as ``F.interpolate``).
-    Cached per setting (a video's frames share it): read-only."""
+    output (``align_corners=False``, as ``F.interpolate``). ``crop_then_resize``: ×``stride``
+    linear upsampling, the first ``crop`` samples kept (the unpadded input), then a linear
+    resize to ``out_size``; ``resize_then_crop``: a linear resize by the factor
+    stride / (crop / out_size) (``F.interpolate``'s ``scale_factor``: floor(size · factor)
+    samples), its first ``out_size`` kept, zero past its end. Cached per setting (a video's
+    frames share it): read-only."""
     eye = torch.eye(size, device=device)[None]
+    if resize == "resize_then_crop":
+        factor = stride / (crop / out_size)
+        scaled = F.interpolate(eye, scale_factor=factor, mode="linear", align_corners=False)[0]
+        return F.pad(scaled[:, :out_size], (0, max(0, out_size - scaled.shape[1]))).t()
     up = F.interpolate(eye, scale_factor=stride, mode="linear", align_corners=False)[0, :, :crop]
     eye = torch.eye(crop, device=device)[None]
     down = F.interpolate(eye, size=out_size, mode="linear", align_corners=False)[0]
@@ -28,20 +50,21 @@ def _resize_matrix(size: int, stride: int, crop: int, out_size: int, device: str
 
 @functools.lru_cache(maxsize=16)
 def _reach(
-    size: int, stride: int, crop: int, out_size: int, device: str
+    size: int, stride: int, crop: int, out_size: int, device: str, resize: str
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """For each source index of :func:`_resize_matrix`: the first and last output index with
     a non-zero weight on it (in,); and the last source with any (sources past it are cropped
     away)."""
-    touched = _resize_matrix(size, stride, crop, out_size, device) != 0
+    touched = _resize_matrix(size, stride, crop, out_size, device, resize) != 0
     index = torch.arange(out_size, device=device)[:, None]
     lowest = torch.where(touched, index, out_size).amin(dim=0)
     highest = torch.where(touched, index, -1).amax(dim=0)
-    return lowest, highest, int(touched.any(dim=0).nonzero().max())
+    reached = touched.any(dim=0).nonzero()
+    return lowest, highest, int(reached.max()) if len(reached) else 0
 
 
 def _output_span(
-    key: tuple[int, int, int, int, str], first: torch.Tensor, last: torch.Tensor
+    key: tuple[int, int, int, int, str, str], first: torch.Tensor, last: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """For the banded, monotone resize of :func:`_resize_matrix` with arguments ``key`` and
     source ranges [first, last] (N,): the first and last output index (N,) with a non-zero
@@ -63,6 +86,8 @@ def assemble_masks(
     output_size: tuple[int, int],
     threshold: float,
     mode: str = "subregion",
+    cell_rule: str = "centre",
+    resize: str = "crop_then_resize",
 ) -> torch.Tensor:
     """Inference: bool masks (N, H, W) at the ``output_size`` (H, W) of the instances that
     :func:`.windows.blend` describes (same arguments; ``bases`` of stride ``stride`` px, for an
@@ -71,8 +96,14 @@ def assemble_masks(
     ``threshold`` (> 0). Equal to :func:`.windows.blend`, :func:`.windows.paste_windows`,
     whole-map resizes and the threshold, but each instance is computed on its box alone and
     resized by the bands of the resize matrices (:func:`_resize_matrix`) that reach it, so the
-    cost follows the instances' sizes, not N·H·W, and no padded window is built."""
+    cost follows the instances' sizes, not N·H·W, and no padded window is built.
+
+    ``cell_rule`` (:data:`.grids.CELL_RULES`): which pixels are in the box and their cells;
+    ``resize`` (:data:`MASK_RESIZES`): the order of the resize and the crop."""
     check_mode(mode)
+    check_cell_rule(cell_rule)
+    if resize not in MASK_RESIZES:
+        raise ValueError(f"mask resize '{resize}' is not one of {MASK_RESIZES}")
     if threshold <= 0:
         raise ValueError(f"the mask threshold must be positive, not {threshold}")
     if torch.is_autocast_enabled(bases.device.type):
@@ -80,6 +111,7 @@ def assemble_masks(
             return assemble_masks(
                 bases.float(), im_inds, boxes.float(), coef.float(), r1, r2, stride=stride,
                 input_size=input_size, output_size=output_size, threshold=threshold, mode=mode,
+                cell_rule=cell_rule, resize=resize,
             )  # fmt: skip
     num, device = len(boxes), bases.device
     height, width = bases.shape[-2:]
@@ -87,14 +119,16 @@ def assemble_masks(
     if num == 0:
         return masks
     im_inds, r1, r2 = (instance_values(v, num, device) for v in (im_inds, r1, r2))
-    row_key = (int(height), int(stride), int(input_size[0]), int(output_size[0]), str(device))
-    col_key = (int(width), int(stride), int(input_size[1]), int(output_size[1]), str(device))
+    row_key = (int(height), int(stride), int(input_size[0]), int(output_size[0]), str(device),
+               resize)  # fmt: skip
+    col_key = (int(width), int(stride), int(input_size[1]), int(output_size[1]), str(device),
+               resize)  # fmt: skip
     rows_m, cols_m = _resize_matrix(*row_key), _resize_matrix(*col_key)
-    # the pixels whose centre is in the box (x1 ≤ u + 0.5 < x2), on the map
-    x0 = (boxes[:, 0] - 0.5).ceil().clamp(0, width).long()
-    y0 = (boxes[:, 1] - 0.5).ceil().clamp(0, height).long()
-    x_end = (boxes[:, 2] - 0.5).ceil().clamp(0, width).long()
-    y_end = (boxes[:, 3] - 0.5).ceil().clamp(0, height).long()
+    # the pixels in the box (centre rule: x1 ≤ u + 0.5 < x2), on the map
+    x0, y0, x_end, y_end = (
+        first_inside(boxes[:, i], cell_rule).clamp(0, size).long()
+        for i, size in enumerate((width, height, width, height))
+    )
     heights, widths = (y_end - y0).clamp(min=0), (x_end - x0).clamp(min=0)
     top, bottom = _output_span(row_key, y0.clamp(max=height - 1), (y_end - 1).clamp(min=0))
     left, right = _output_span(col_key, x0.clamp(max=width - 1), (x_end - 1).clamp(min=0))
@@ -104,9 +138,9 @@ def assemble_masks(
     # each box row's band cells and column's band (every one is in the box)
     ys = y0[:, None] + torch.arange(int(heights.max()), device=device)
     xs = x0[:, None] + torch.arange(int(widths.max()), device=device)
-    rows = band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys)
+    rows = band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys, cell_rule)
     cells = row_cells(rows, r1, int(r1.max()), coef.shape[1])
-    cols = band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs).clamp(min=0)
+    cols = band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs, cell_rule).clamp(min=0)
     maps = bases.permute(0, 2, 3, 1)  # (B, h, w, K)
     if int((heights * widths).sum()) * 4 > height * width:
         # boxes covering more than a quarter of a map: one channels-last copy of the maps

@@ -6,15 +6,31 @@ has its centre at (u + 0.5, v + 0.5), a pixel whose centre is in the box takes t
 row band floor((v + 0.5 − y1)·r2 / (y2 − y1)) and column band floor((u + 0.5 − x1)·r1 /
 (x2 − x1)) (each clamped to the grid); pixels outside the box take none. Every route of the
 package computes its cells with :func:`band` and its logits with :func:`pixel_logits`.
+
+That is the ``"centre"`` cell rule; the ``"index"`` rule (:data:`CELL_RULES`) compares the
+integer pixel index instead: pixel u is in the box when x1 ≤ u < x2 and takes column band
+trunc((u − x1) / ((x2 − x1 + 0.1) / r1)), the cell width computed in double and rounded to
+float as a CUDA kernel with a double literal does (the same for rows).
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["BLEND_MODES", "band", "check_mode", "instance_values", "pixel_logits", "row_cells"]
+__all__ = [
+    "BLEND_MODES",
+    "CELL_RULES",
+    "band",
+    "check_cell_rule",
+    "check_mode",
+    "first_inside",
+    "instance_values",
+    "pixel_logits",
+    "row_cells",
+]
 
 BLEND_MODES = ("subregion", "sum_sigmoid")
+CELL_RULES = ("centre", "index")
 _LOGIT_EPS = 1e-6
 
 
@@ -24,6 +40,19 @@ def check_mode(mode: str) -> None:
         raise ValueError(f"blender mode '{mode}' is not one of {BLEND_MODES}")
 
 
+def check_cell_rule(rule: str) -> None:
+    """Raise ``ValueError`` unless ``rule`` is one of :data:`CELL_RULES`."""
+    if rule not in CELL_RULES:
+        raise ValueError(f"cell rule '{rule}' is not one of {CELL_RULES}")
+
+
+def first_inside(edge: torch.Tensor, rule: str = "centre") -> torch.Tensor:
+    """The first pixel index (float, integral) at or past a box edge ``edge`` (any shape, map
+    pixels) that the cell ``rule`` puts inside: ⌈edge − 0.5⌉ (``centre``), ⌈edge⌉ (``index``).
+    Pixels [first_inside(x1), first_inside(x2)) are the box's."""
+    return (edge - 0.5).ceil() if rule == "centre" else edge.ceil()
+
+
 def instance_values(value: torch.Tensor | int, num: int, device: torch.device) -> torch.Tensor:
     """(num,) int64 of a per-instance value: a tensor as given, an int for every instance."""
     if isinstance(value, int):
@@ -31,11 +60,23 @@ def instance_values(value: torch.Tensor | int, num: int, device: torch.device) -
     return value
 
 
-def band(lo: torch.Tensor, hi: torch.Tensor, r: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+def band(
+    lo: torch.Tensor,
+    hi: torch.Tensor,
+    r: torch.Tensor,
+    coords: torch.Tensor,
+    rule: str = "centre",
+) -> torch.Tensor:
     """Band of pixel coordinates ``coords`` (int) along one axis of boxes spanning [lo, hi)
-    split into ``r`` equal bands (all broadcastable, base-map pixels):
-    floor((c + 0.5 − lo)·r / (hi − lo)) clamped to [0, r − 1] where lo ≤ c + 0.5 < hi, −1
-    elsewhere (int64)."""
+    split into ``r`` equal bands (all broadcastable, base-map pixels), int64, −1 outside.
+    ``centre``: floor((c + 0.5 − lo)·r / (hi − lo)) clamped to [0, r − 1] where
+    lo ≤ c + 0.5 < hi; ``index``: trunc((c − lo) / ((hi − lo + 0.1) / r)) where lo ≤ c < hi
+    (see the module's docstring)."""
+    if rule == "index":
+        index_ = coords.to(lo.dtype)
+        cell = ((hi - lo).double() + 0.1).div(r).to(lo.dtype)
+        inside = torch.minimum(((index_ - lo) / cell).long().clamp(min=0), r - 1)
+        return torch.where((lo <= index_) & (index_ < hi), inside, -1)
     centre = coords.to(lo.dtype) + 0.5
     index = torch.floor((centre - lo) * r / (hi - lo).clamp(min=1e-6)).long()
     index = torch.minimum(index.clamp(min=0), r - 1)

@@ -9,7 +9,7 @@ import torch
 from detectron2.structures import Instances
 from torch.nn import functional as F
 
-from .grids import band, check_mode, instance_values, pixel_logits, row_cells
+from .grids import band, check_cell_rule, check_mode, instance_values, pixel_logits, row_cells
 
 __all__ = [
     "MaskWindows",
@@ -57,6 +57,7 @@ def blend(
     mode: str = "subregion",
     max_elements: int = 2**25,
     chunk_size: int = 16,
+    cell_rule: str = "centre",
 ) -> MaskWindows:
     """Masks of N instances on their box windows.
 
@@ -66,18 +67,21 @@ def blend(
     (N,) grid columns and rows (ints: the same grid for all).
 
     Each pixel whose centre is in the box takes the logit of :func:`.grids.pixel_logits`
-    (``mode`` ``subregion`` or ``sum_sigmoid``). Each window lies on the map (one is moved up
-    or left where it would leave it; ``origin`` says where it is). Without gradients, each
-    instance is computed on its own window, a view of the map (:func:`_blend_each`); with
-    them, by chunks of similar window sizes (:func:`_blend_chunks`, at most ``chunk_size``
-    instances and ``max_elements`` window values and scores a chunk).
+    (``mode`` ``subregion`` or ``sum_sigmoid``); ``cell_rule`` "index" takes the pixels whose
+    index is in the box and their cells as :mod:`.grids` says. Each window lies on the map
+    (one is moved up or left where it would leave it; ``origin`` says where it is). Without
+    gradients, each instance is computed on its own window, a view of the map
+    (:func:`_blend_each`); with them, by chunks of similar window sizes
+    (:func:`_blend_chunks`, at most ``chunk_size`` instances and ``max_elements`` window
+    values and scores a chunk).
     """
     check_mode(mode)
+    check_cell_rule(cell_rule)
     if torch.is_autocast_enabled(bases.device.type):
         # under bf16 autocast the logits would be bf16 products: assemble masks in fp32
         with torch.autocast(bases.device.type, enabled=False):
             return blend(bases.float(), im_inds, boxes.float(), coef.float(), r1, r2, mode,
-                         max_elements, chunk_size)  # fmt: skip
+                         max_elements, chunk_size, cell_rule)  # fmt: skip
     height, width = bases.shape[-2:]
     device = bases.device
     im_inds, r1, r2 = (instance_values(v, len(boxes), device) for v in (im_inds, r1, r2))
@@ -91,14 +95,15 @@ def blend(
     training = torch.is_grad_enabled() and (bases.requires_grad or coef.requires_grad)
     if training:  # may move windows further up or left, onto the map at their chunk's size
         logits = _blend_chunks(bases, im_inds, boxes, coef, r1, r2, mode, origin, heights,
-                               widths, max_elements, chunk_size)  # fmt: skip
+                               widths, max_elements, chunk_size, cell_rule)  # fmt: skip
     win_h = int(heights.max()) if len(boxes) else 1
     win_w = int(widths.max()) if len(boxes) else 1
     ys = origin[:, 0, None] + torch.arange(win_h, device=device)
     xs = origin[:, 1, None] + torch.arange(win_w, device=device)
     # each window row's and column's band of the grid, -1 outside the box or the map
-    rows = band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys).where(ys < height, -1)
-    cols = band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs).where(xs < width, -1)
+    rows = band(boxes[:, 1, None], boxes[:, 3, None], r2[:, None], ys, cell_rule)
+    cols = band(boxes[:, 0, None], boxes[:, 2, None], r1[:, None], xs, cell_rule)
+    rows, cols = rows.where(ys < height, -1), cols.where(xs < width, -1)
     if not training:
         logits = _blend_each(bases, im_inds, coef, r1, r2, mode, origin, heights, widths, rows,
                              cols)  # fmt: skip
@@ -159,6 +164,7 @@ def _blend_chunks(
     widths: torch.Tensor,
     max_elements: int,
     chunk_size: int,
+    cell_rule: str,
 ) -> torch.Tensor:
     """Training: instances by increasing window size in chunks of at most ``chunk_size``,
     each on windows of its largest size (moved onto the map), kept to
@@ -198,8 +204,8 @@ def _blend_chunks(
         ys = origin[idx, 0, None] + torch.arange(h_c, device=device)
         xs = origin[idx, 1, None] + torch.arange(w_c, device=device)
         b, r1_c = boxes[idx], r1[idx]
-        rows = band(b[:, 1, None], b[:, 3, None], r2[idx, None], ys)
-        cols = band(b[:, 0, None], b[:, 2, None], r1_c[:, None], xs).clamp(min=0)
+        rows = band(b[:, 1, None], b[:, 3, None], r2[idx, None], ys, cell_rule)
+        cols = band(b[:, 0, None], b[:, 2, None], r1_c[:, None], xs, cell_rule).clamp(min=0)
         cells = row_cells(rows, r1_c, int(r1_c.max()), coef.shape[1])
         window = feats.view(len(idx), h_c, w_c, channels)
         out[idx, :h_c, :w_c] = pixel_logits(window, coef[idx], cells, cols, mode, r1_c * r2[idx])

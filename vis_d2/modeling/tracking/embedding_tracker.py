@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import torch
 from detectron2.config import CfgNode
 from detectron2.structures import Instances
-from torchvision.ops import box_iou
 
+from ..common import box_iou_with_offset
 from .build import TRACKER_REGISTRY, Tracker
 
 __all__ = ["EmbeddingTracker", "comprehensive_scores", "dummy_log_softmax", "greedy_assign"]
@@ -118,7 +118,12 @@ class EmbeddingTracker(Tracker):
     Frames without detections return no ids; every object in memory counts them as missed.
     """
 
-    def __init__(self, match_coeffs: Sequence[float] = (1.0, 2.0, 10.0), forget_after: int = 30):
+    def __init__(
+        self,
+        match_coeffs: Sequence[float] = (1.0, 2.0, 10.0),
+        forget_after: int = 30,
+        box_iou_offset: float = 0.0,
+    ):
         if len(match_coeffs) != 3:
             raise ValueError(
                 f"match_coeffs must be 3 weights (log score, IoU, same class), got {match_coeffs}"
@@ -127,12 +132,17 @@ class EmbeddingTracker(Tracker):
             raise ValueError(f"forget_after must be >= 0 (0: never), got {forget_after}")
         self.match_coeffs = tuple(float(c) for c in match_coeffs)
         self.forget_after = forget_after
+        self.box_iou_offset = float(box_iou_offset)
         self.reset()
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> EmbeddingTracker:
         tracker = cfg.MODEL.TRACKER
-        return cls(match_coeffs=tracker.MATCH_COEFFS, forget_after=tracker.FORGET_AFTER)
+        return cls(
+            match_coeffs=tracker.MATCH_COEFFS,
+            forget_after=tracker.FORGET_AFTER,
+            box_iou_offset=tracker.BOX_IOU_OFFSET,
+        )
 
     def reset(self) -> None:
         """Start a new video: empty memory, and the next new id is 0."""
@@ -184,7 +194,8 @@ class EmbeddingTracker(Tracker):
                     f"D = {self.embeddings.shape[1]}"
                 )
             dots = embeddings @ self.embeddings.T
-            ious = torch.nan_to_num(box_iou(boxes, self.boxes), nan=0.0)
+            ious = box_iou_with_offset(boxes, self.boxes, self.box_iou_offset)
+            ious = torch.nan_to_num(ious, nan=0.0)
             same = classes[:, None] == self.classes[None]
             v = comprehensive_scores(dots, scores, ious, same, self.match_coeffs)
             match = greedy_assign(v)
