@@ -149,10 +149,24 @@ def test_track_loss_targets_and_accuracy():
 # --------------------------------------------------------------------- the model
 
 
-@pytest.mark.parametrize("ref_frame_losses", [False, True])
-def test_losses_and_gradients_reach_every_part(synthetic, ref_frame_losses):
+# the training keys of SipMaskVIS_R50_authors.yaml
+AUTHORS_TRAINING = (
+    "MODEL.SIPMASK.ALIGN_IOU_OFFSET", "2.0",
+    "MODEL.SIPMASK.TRACK_MIN_BOX_AREA", "True",
+    "MODEL.SIPMASK.TRACK_LOSS_AVERAGE", "per_image",
+    "MODEL.SIPMASK.CELL_RULE", "index",
+    "INPUT.RESIZE_BACKEND", "opencv",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "ref_frame_losses, authors", [(False, False), (True, False), (False, True)]
+)
+def test_losses_and_gradients_reach_every_part(synthetic, ref_frame_losses, authors):
     _, train, _ = synthetic
-    cfg = tiny_cfg("MODEL.SIPMASK.REF_FRAME_LOSSES", str(ref_frame_losses))
+    cfg = tiny_cfg(
+        "MODEL.SIPMASK.REF_FRAME_LOSSES", str(ref_frame_losses), *(AUTHORS_TRAINING * authors)
+    )
     torch.manual_seed(0)
     model = build_model(cfg)
     assert isinstance(model, SipMaskVIS)
@@ -169,6 +183,14 @@ def test_losses_and_gradients_reach_every_part(synthetic, ref_frame_losses):
     for part in ("feature_align", "coefficients", "basis", "track_head", "fcos.head.cls_tower"):
         grads = [p.grad for p in model.get_submodule(part).parameters()]
         assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, part
+
+
+@pytest.mark.parametrize(
+    "key", ["TRACK_LOSS_AVERAGE", "CELL_RULE", "MASK_RESIZE"]
+)
+def test_unknown_choices_name_their_key(key):
+    with pytest.raises(ValueError, match=f"MODEL.SIPMASK.{key} 'nope'"):
+        build_model(tiny_cfg(f"MODEL.SIPMASK.{key}", "nope"))
 
 
 def test_frames_without_instances_train(synthetic):
