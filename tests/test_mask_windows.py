@@ -5,7 +5,7 @@ row-major: top-left, top-right, bottom-left, bottom-right)."""
 
 import pytest
 import torch
-from mask_reference import blend_full, random_case, resized
+from mask_reference import blend_full, random_case, resized, resized_then_cropped
 
 from vis_d2.modeling.mask_windows import assemble_masks, blend, paste_windows
 
@@ -186,3 +186,32 @@ def test_a_band_rounded_up_to_the_grid_size_stays_in_the_grid():
     probs = resized(full, 2, (8, 48), (8, 48))
     masks, decided = assemble_masks(*args, **kwargs), (probs - 0.5).abs() >= 1e-5
     assert masks[:, :, 40:42].any() and torch.equal(masks[decided], probs[decided] >= 0.5)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_index_cells_and_resize_then_crop_equal_the_reference(seed):
+    """The ``index`` cell rule on every route (training and inference windows, inference
+    masks) and the ``resize_then_crop`` masks against the reference's whole maps."""
+    bases, im_inds, boxes, coef, r1, r2 = random_case(seed)
+    full = blend_full(bases, im_inds, boxes, coef, r1, r2, rule="index")
+    height, width = bases.shape[-2:]
+    with torch.no_grad():
+        inference = paste_windows(
+            blend(bases, im_inds, boxes, coef, r1, r2, cell_rule="index"), height, width
+        )
+    training = paste_windows(
+        blend(bases, im_inds, boxes, coef.requires_grad_(True), r1, r2, cell_rule="index"),
+        height,
+        width,
+    )
+    assert (inference - full).abs().max() < 1e-5 and (training - full).abs().max() < 1e-5
+    assert not torch.equal(full > 0, blend_full(bases, im_inds, boxes, coef, r1, r2) > 0)
+    input_size = (2 * height - seed % 2, 2 * width - seed % 3)
+    output_size = ((17, 60), (50, 41), (36, 46), (71, 90), (23, 23))[seed]
+    probs = resized_then_cropped(full.detach(), 2, input_size, output_size)
+    masks = assemble_masks(bases, im_inds, boxes, coef.detach(), r1, r2, stride=2,
+                           input_size=input_size, output_size=output_size, threshold=0.5,
+                           cell_rule="index", resize="resize_then_crop")  # fmt: skip
+    decided = (probs - 0.5).abs() >= 1e-5
+    assert torch.equal(masks[decided], (probs >= 0.5)[decided])
+    assert masks.any(dim=(1, 2)).sum() >= len(boxes) // 2
