@@ -59,8 +59,7 @@ def _reach(
     index = torch.arange(out_size, device=device)[:, None]
     lowest = torch.where(touched, index, out_size).amin(dim=0)
     highest = torch.where(touched, index, -1).amax(dim=0)
-    reached = touched.any(dim=0).nonzero()
-    return lowest, highest, int(reached.max()) if len(reached) else 0
+    return lowest, highest, int(touched.any(dim=0).nonzero().max())
 
 
 def _output_span(
