@@ -58,11 +58,12 @@ def converted(fixture, tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("sipmask_reference")
     source, target = folder / "authors.pth", folder / "converted.pth"
     torch.save(ckpt, source)
-    subprocess.run(
+    done = subprocess.run(
         [sys.executable, str(REPO / "tools/convert_weights.py"), "--config-file", str(CONFIG),
          "--input", str(source), "--output", str(target)],
-        check=True, cwd=REPO, capture_output=True,
+        cwd=REPO, capture_output=True, text=True,
     )  # fmt: skip
+    assert done.returncode == 0, f"convert_weights.py failed:\n{done.stdout}{done.stderr}"
     return target
 
 
