@@ -49,6 +49,7 @@ class STMaskCriterion:
         pos_iou: float = 0.5,
         neg_iou: float = 0.4,
         class_aware_matching: bool = False,
+        forced_matches: str = "all_ties",
         ohem_ratio: float = 3.0,
         mask_box_enlarge: float = 1.2,
         loss_weights: dict[str, float] | None = None,
@@ -60,6 +61,7 @@ class STMaskCriterion:
         self.pos_iou = pos_iou
         self.neg_iou = neg_iou
         self.class_aware_matching = class_aware_matching
+        self.forced_matches = forced_matches
         self.ohem_ratio = ohem_ratio
         self.mask_box_enlarge = mask_box_enlarge
         self.loss_weights = dict.fromkeys(LOSS_NAMES, 1.0)
@@ -90,6 +92,7 @@ class STMaskCriterion:
                 self.pos_iou,
                 self.neg_iou,
                 rows["cls"][i] if self.class_aware_matching else None,
+                self.forced_matches,
             )
             totals["cls"] = totals["cls"] + ohem_cross_entropy(
                 rows["cls"][i], labels, self.ohem_ratio

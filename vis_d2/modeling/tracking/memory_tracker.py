@@ -23,6 +23,8 @@ __all__ = ["MemoryTracker", "assign_by_score", "mask_iou", "matching_scores"]
 # the fields of a detection and of a memory entry; an optional one is kept when given
 FIELDS = ("pred_boxes", "scores", "pred_classes", "embeddings", "coefficients", "mask_probs")
 OPTIONAL_FIELDS = ("class_scores",)
+# what the model shows each frame (see MemoryTracker)
+OUTPUTS = ("detections", "memory")
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -43,15 +45,18 @@ def matching_scores(
     same_class: torch.Tensor,
     coeffs: Sequence[float] = (0.0, 1.0, 2.0, 0.0),
     dummy_iou: float = 0.3,
+    dummy_same_class: bool = False,
 ) -> torch.Tensor:
     """STMask's matching score (N, M + 1) of N detections against M memory entries, column 0
     a dummy "new object": s = (cos + 1) / 2 + c1·mask IoU + c2·box IoU + c0·score + c3·same
     class, with ``coeffs`` = (c0, c1, c2, c3); the dummy has cos 0 and both IoUs
-    ``dummy_iou`` (1.4 with the defaults), so a detection takes an entry only above it."""
+    ``dummy_iou`` (1.4 with the defaults), so a detection takes an entry only above it; with
+    ``dummy_same_class`` the dummy also counts as of the same class (+ c3)."""
     c_score, c_mask, c_box, c_label = (float(c) for c in coeffs)
     n = len(cosine)
     s = (cosine + 1) / 2 + c_mask * mask_ious + c_box * box_ious + c_label * same_class.float()
-    dummy = torch.full((n, 1), 0.5 + (c_mask + c_box) * dummy_iou, dtype=s.dtype)
+    dummy_value = 0.5 + (c_mask + c_box) * dummy_iou + (c_label if dummy_same_class else 0.0)
+    dummy = torch.full((n, 1), dummy_value, dtype=s.dtype)
     return torch.cat((dummy, s), dim=1) + c_score * scores[:, None].to(s.dtype)
 
 
@@ -90,7 +95,10 @@ class MemoryTracker(Tracker):
 
     :meth:`carried` returns the entries missed in this frame that are still shown: missed at
     most ``max_missed`` frames, score (decayed by ``score_decay`` per propagation) above
-    ``min_score`` and a mask of more than one pixel.
+    ``min_score`` and a mask of more than one pixel. ``output`` says what the model shows:
+    "detections", the frame's detections and :meth:`carried`; "memory", :meth:`carried` alone,
+    which then holds every entry still shown, matched and new ones included (missed 0).
+    ``dummy_same_class``: see :func:`matching_scores`.
 
     An entry missed for more than ``forget_after`` frames (``MODEL.TRACKER.FORGET_AFTER``)
     leaves the memory (its id is not given again), which bounds the memory by the objects of
@@ -106,7 +114,11 @@ class MemoryTracker(Tracker):
         score_decay: float = 0.95,
         min_score: float = 0.05,
         forget_after: int = 30,
+        output: str = "detections",
+        dummy_same_class: bool = False,
     ):
+        if output not in OUTPUTS:
+            raise ValueError(f"MODEL.TRACKER.MEMORY.OUTPUT {output!r} is not one of {OUTPUTS}")
         if forget_after < 0 or 0 < forget_after < max_missed:
             raise ValueError(
                 f"forget_after must be 0 (never) or at least max_missed ({max_missed}), so that "
@@ -123,6 +135,8 @@ class MemoryTracker(Tracker):
         self.score_decay = score_decay
         self.min_score = min_score
         self.forget_after = forget_after
+        self.output = output
+        self.dummy_same_class = dummy_same_class
         self.reset()
 
     @classmethod
@@ -135,6 +149,8 @@ class MemoryTracker(Tracker):
             score_decay=memory.SCORE_DECAY,
             min_score=memory.MIN_SCORE,
             forget_after=cfg.MODEL.TRACKER.FORGET_AFTER,
+            output=memory.OUTPUT,
+            dummy_same_class=memory.DUMMY_SAME_CLASS,
         )
 
     def reset(self) -> None:
@@ -182,6 +198,7 @@ class MemoryTracker(Tracker):
                 (detections.pred_classes[:, None] == mem.pred_classes[None]).cpu(),
                 self.match_coeffs,
                 self.dummy_iou,
+                self.dummy_same_class,
             )
             match = assign_by_score(v, detections.scores)
         self.missed = self.missed + 1
@@ -218,13 +235,13 @@ class MemoryTracker(Tracker):
         self.ids, self.missed = self.ids[keep], self.missed[keep]
 
     def carried(self) -> tuple[Instances | None, torch.Tensor]:
-        """The entries missed in this frame and still shown, and their ids (None and no id
-        before the first object)."""
+        """The entries missed in this frame and still shown (with ``output`` "memory": every
+        entry still shown), and their ids (None and no id before the first object)."""
         if self.memory is None:
             return None, torch.zeros(0, dtype=torch.int64)
         area = (self.memory.mask_probs > 0.5).flatten(1).sum(1).cpu()
         shown = (
-            (self.missed >= 1)
+            (self.missed >= (0 if self.output == "memory" else 1))
             & (self.missed <= self.max_missed)
             & (self.memory.scores.cpu() > self.min_score)
             & (area > 1)
