@@ -274,7 +274,7 @@ class STMask(VISModel):
         self._previous = current
         det.track_ids = self.tracker.update(det)
         # with the "memory" output the tracker's shown entries include this frame's detections
-        shown = [det] if self.tracker.output == "detections" else []
+        shown = [det[det.track_ids >= 0]] if self.tracker.output == "detections" else []
         # missed objects are shown where temporal fusion carried them to this frame
         carried, carried_ids = self.tracker.carried()
         if self.temporal_net is not None and carried is not None and len(carried):
@@ -302,12 +302,14 @@ class STMask(VISModel):
         return out
 
     def _propagate(self, previous, current, protos: torch.Tensor, image_size) -> None:
-        """Carry every memory entry from the previous frame to this one (Eq. 11-14)."""
+        """Carry every memory entry from the previous frame to this one (Eq. 11-14): TF pools
+        at the entry's box clipped to the input and shifts the box as it is (unclipped with
+        ``clip_boxes`` "output", as the authors' code)."""
         memory = self.tracker.memory
         zeros = torch.zeros(len(memory), dtype=torch.int64, device=self.device)
-        delta_box, delta_coef = self.temporal_shift(
-            previous, current, memory.pred_boxes.tensor, zeros
-        )
+        pooled = memory.pred_boxes.clone()
+        pooled.clip(image_size)
+        delta_box, delta_coef = self.temporal_shift(previous, current, pooled.tensor, zeros)
         boxes = Boxes(shift_boxes(memory.pred_boxes.tensor, delta_box))
         if self.clip_boxes == "all":
             boxes.clip(image_size)

@@ -25,6 +25,9 @@ FIELDS = ("pred_boxes", "scores", "pred_classes", "embeddings", "coefficients", 
 OPTIONAL_FIELDS = ("class_scores",)
 # what the model shows each frame (see MemoryTracker)
 OUTPUTS = ("detections", "memory")
+# what a detection does whose best entry a higher-scoring one took (see assign_by_score)
+CONFLICTS = ("next_option", "drop")
+DROPPED = -2
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -60,16 +63,28 @@ def matching_scores(
     return torch.cat((dummy, s), dim=1) + c_score * scores[:, None].to(s.dtype)
 
 
-def assign_by_score(v: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def assign_by_score(
+    v: torch.Tensor, scores: torch.Tensor, conflict: str = "next_option"
+) -> torch.Tensor:
     """One frame's association from matching scores v (N, M + 1), column 0 the dummy: the
     detections in descending detection score (ties: input order) each take the best entry
     not taken yet whose score exceeds the dummy's, else a new id (−1). So a conflict goes to
-    the higher-scoring detection, as in STMask, and the other takes its next option."""
+    the higher-scoring detection, as in STMask; with ``conflict`` "next_option" the other
+    takes its next option, with "drop" it is dropped (−2: no id, no entry) when its best
+    option was taken."""
+    if conflict not in CONFLICTS:
+        raise ValueError(f"MODEL.TRACKER.MEMORY.CONFLICT {conflict!r} is not one of {CONFLICTS}")
     result = torch.full((len(v),), -1, dtype=torch.int64)
     if v.shape[1] == 1:
         return result
     free = torch.ones(v.shape[1] - 1, dtype=torch.bool)
     for i in torch.sort(scores.cpu(), descending=True, stable=True).indices.tolist():
+        if conflict == "drop":
+            best = int(v[i, 1:].argmax())
+            if v[i, 1 + best] > v[i, 0]:
+                result[i] = best if free[best] else DROPPED
+                free[best] = False
+            continue
         options = torch.where(free, v[i, 1:], float("-inf"))
         best = int(options.argmax())
         if options[best] > v[i, 0]:
@@ -89,16 +104,18 @@ class MemoryTracker(Tracker):
     (N, C) when given (kept with the entry and decayed with its score), and matches them to the
     propagated entries by :func:`matching_scores` and :func:`assign_by_score`: an entry is
     matched at most once a frame, the higher detection score wins a conflict and the other
-    detection takes its next option or a new id (the authors drop it from the output; here
-    no detection is lost and no two share an id). A matched entry takes the detection's
-    fields and its missed count is reset; every other detection becomes a new entry.
+    detection takes its next option or a new id (``conflict`` "next_option": no detection is
+    lost and no two share an id), or is dropped ("drop", as the authors' code). A matched
+    entry takes the detection's fields and its missed count is reset; every other detection
+    not dropped becomes a new entry.
 
     :meth:`carried` returns the entries missed in this frame that are still shown: missed at
     most ``max_missed`` frames, score (decayed by ``score_decay`` per propagation) above
     ``min_score`` and a mask of more than one pixel. ``output`` says what the model shows:
     "detections", the frame's detections and :meth:`carried`; "memory", :meth:`carried` alone,
     which then holds every entry still shown, matched and new ones included (missed 0).
-    ``dummy_same_class``: see :func:`matching_scores`.
+    ``dummy_same_class``: see :func:`matching_scores`; ``conflict``: see
+    :func:`assign_by_score` (a dropped detection gets the id −1 and no entry).
 
     An entry missed for more than ``forget_after`` frames (``MODEL.TRACKER.FORGET_AFTER``)
     leaves the memory (its id is not given again), which bounds the memory by the objects of
@@ -116,7 +133,12 @@ class MemoryTracker(Tracker):
         forget_after: int = 30,
         output: str = "detections",
         dummy_same_class: bool = False,
+        conflict: str = "next_option",
     ):
+        if conflict not in CONFLICTS:
+            raise ValueError(
+                f"MODEL.TRACKER.MEMORY.CONFLICT {conflict!r} is not one of {CONFLICTS}"
+            )
         if output not in OUTPUTS:
             raise ValueError(f"MODEL.TRACKER.MEMORY.OUTPUT {output!r} is not one of {OUTPUTS}")
         if forget_after < 0 or 0 < forget_after < max_missed:
@@ -137,6 +159,7 @@ class MemoryTracker(Tracker):
         self.forget_after = forget_after
         self.output = output
         self.dummy_same_class = dummy_same_class
+        self.conflict = conflict
         self.reset()
 
     @classmethod
@@ -151,6 +174,7 @@ class MemoryTracker(Tracker):
             forget_after=cfg.MODEL.TRACKER.FORGET_AFTER,
             output=memory.OUTPUT,
             dummy_same_class=memory.DUMMY_SAME_CLASS,
+            conflict=memory.CONFLICT,
         )
 
     def reset(self) -> None:
@@ -200,7 +224,7 @@ class MemoryTracker(Tracker):
                 self.dummy_iou,
                 self.dummy_same_class,
             )
-            match = assign_by_score(v, detections.scores)
+            match = assign_by_score(v, detections.scores, self.conflict)
         self.missed = self.missed + 1
         matched = match >= 0
         ids = torch.empty(n, dtype=torch.int64)
@@ -214,7 +238,8 @@ class MemoryTracker(Tracker):
                 else:
                     self.memory.get(name)[rows] = value
             self.missed[match[matched]] = 0
-        new = ~matched
+        new = match == -1
+        ids[match == DROPPED] = -1
         num_new = int(new.sum())
         ids[new] = torch.arange(self.next_id, self.next_id + num_new)
         self.next_id += num_new
