@@ -99,7 +99,12 @@ def authors_state_dict(
                 conv(f"{h}.conf_layer.{k}.conv_offset", 2 * kh * kw, 4, 1, bias=False, std=0.5)
             conv(f"{h}.conf_layer.{k}.conv_adaption", 256, 256, kh, kw, bias=False, std=0.01)
             conv(
-                f"{h}.conf_layer.{k}.conv", num_classes, 256, kh, kw, std=class_std,
+                f"{h}.conf_layer.{k}.conv",
+                num_classes,
+                256,
+                kh,
+                kw,
+                std=class_std,
                 bias_value=cls_bias,
             )
         conv(f"{h}.track_layer.{k}", 128, 256, kh, kw, std=0.01)

@@ -35,6 +35,8 @@ R50_DCN = str(CONFIGS / "STMask_R50_DCN_authors.yaml")
 R101_DCN = str(CONFIGS / "STMask_R101_DCN_authors.yaml")
 TOOL = "tools/convert_weights.py"
 OPTS = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""]
+
+
 def num_dcn(depth, interval):
     return sum(len(range(0, n, interval)) for n in BLOCKS[depth][1:])
 

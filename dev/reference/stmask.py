@@ -65,8 +65,16 @@ class DCN(nn.Module):
         out = self.conv_offset_mask(x)
         o1, o2, mask = torch.chunk(out, 3, dim=1)
         offset = torch.cat((o1, o2), dim=1)
-        return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride,
-                             padding=self.padding, dilation=self.dilation, mask=mask.sigmoid())
+        return deform_conv2d(
+            x,
+            offset,
+            self.weight,
+            self.bias,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            mask=mask.sigmoid(),
+        )
 
 
 class DeformConv2d(nn.Module):
@@ -80,8 +88,9 @@ class DeformConv2d(nn.Module):
         self.weight = nn.Parameter(torch.zeros(out_channels, in_channels // groups, *k))
 
     def forward(self, x, offset):
-        return deform_conv2d(x, offset, self.weight, stride=self.stride, padding=self.padding,
-                             dilation=self.dilation)
+        return deform_conv2d(
+            x, offset, self.weight, stride=self.stride, padding=self.padding, dilation=self.dilation
+        )
 
 
 def mmcv_roi_align(input, rois, output_size, spatial_scale=1.0, sampling_ratio=0,
@@ -211,17 +220,17 @@ def run(authors: Path) -> dict[str, np.ndarray]:
     # the first frame's dense outputs, subsampled to keep the file small
     backbone = [captured["backbone"][0][i] for i in cfg.backbone.selected_layers]
     for level, x in zip(("res3", "res4", "res5"), backbone, strict=True):
-        out[f"backbone_{level}"] = _np(x[0, ::CHANNEL_STEP["backbone"]])
+        out[f"backbone_{level}"] = _np(x[0, :: CHANNEL_STEP["backbone"]])
     for level, x in enumerate(captured["fpn"][0]):
-        out[f"fpn_p{level + 3}"] = _np(x[0, ::CHANNEL_STEP["fpn"]])
+        out[f"fpn_p{level + 3}"] = _np(x[0, :: CHANNEL_STEP["fpn"]])
     preds = captured["heads"][0]
     rows = ROW_STEP
     out["head_box"] = _np(preds["loc"][0])
     out["head_centerness"] = _np(preds["centerness"][0, :, 0])
     out["head_class_logits"] = _np(preds["conf"][0, ::rows])
     out["head_coefficients"] = _np(preds["mask_coeff"][0, ::rows])
-    out["head_track"] = _np(preds["track"][0, ::rows * 3])
-    out["prototypes"] = _np(preds["proto"][0, :, :, ::CHANNEL_STEP["proto"]])
+    out["head_track"] = _np(preds["track"][0, :: rows * 3])
+    out["prototypes"] = _np(preds["proto"][0, :, :, :: CHANNEL_STEP["proto"]])
     return out
 
 
@@ -231,9 +240,12 @@ def main() -> None:
     parser.add_argument("--commit", help="the checkout's commit (default: git rev-parse HEAD)")
     parser.add_argument("--out", type=Path, default=REPO / "tests/fixtures/stmask_reference.npz")
     args = parser.parse_args()
-    commit = args.commit or subprocess.run(
-        ["git", "-C", str(args.authors), "rev-parse", "HEAD"], capture_output=True, text=True
-    ).stdout.strip()
+    commit = (
+        args.commit
+        or subprocess.run(
+            ["git", "-C", str(args.authors), "rev-parse", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+    )
     if not commit:
         parser.error(f"{args.authors} is not a git checkout: name its commit with --commit")
     results = run(args.authors.resolve())
