@@ -13,7 +13,13 @@ from torch.nn import functional as F
 
 from vis_d2.modeling.mask_windows import blend, gt_windows, mask_loss
 
-from .losses import box_losses, enlarge_boxes, match_anchors, ohem_cross_entropy
+from .losses import (
+    FORCED_MATCHES,
+    box_losses,
+    enlarge_boxes,
+    match_anchors,
+    ohem_cross_entropy,
+)
 from .temporal_fusion import box_shift_loss, shift_coefficients
 
 __all__ = ["LOSS_NAMES", "PROTO_STRIDE", "STMaskCriterion"]
@@ -57,6 +63,10 @@ class STMaskCriterion:
         unknown = set(loss_weights or {}) - set(LOSS_NAMES)
         if unknown:
             raise ValueError(f"unknown STMask losses {sorted(unknown)}; known: {LOSS_NAMES}")
+        if forced_matches not in FORCED_MATCHES:
+            raise ValueError(
+                f"MODEL.STMASK.FORCED_MATCHES {forced_matches!r} is not one of {FORCED_MATCHES}"
+            )
         self.coder = coder
         self.pos_iou = pos_iou
         self.neg_iou = neg_iou
