@@ -162,8 +162,8 @@ def _np(x: torch.Tensor) -> np.ndarray:
 
 
 def run(authors: Path) -> dict[str, np.ndarray]:
-    """Their model on the reference frames → the fixture's arrays (see ``FIELDS`` in
-    tests/test_stmask_reference.py): boxes in input px, classes 0-based (foreground)."""
+    """Their model on the reference frames → the fixture's arrays (tests/fixtures/README.md
+    lists them): boxes in input px, classes 0-based (foreground)."""
     install_stand_ins(authors)
     from datasets.config import MEANS, STD, cfg, set_cfg  # noqa: PLC0415
     from layers.output_utils import postprocess_ytbvis  # noqa: PLC0415
