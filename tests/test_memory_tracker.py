@@ -154,3 +154,38 @@ def test_the_memory_is_bounded_by_forget_after():
     assert build_tracker(cfg).forget_after == 30
     cfg.MODEL.TRACKER.FORGET_AFTER = 0
     assert build_tracker(cfg).forget_after == 0
+
+
+def test_the_new_object_column_can_take_the_same_class_term():
+    """MODEL.TRACKER.MEMORY.DUMMY_SAME_CLASS (the authors' code: label 1 in the dummy column):
+    with coefficients (0, 1, 2, 1) the dummy is 0.5 + 0.3 + 2·0.3 + 1 = 2.4, not 1.4."""
+    args = (torch.tensor([[0.2]]), torch.tensor([[0.5]]), torch.tensor([[0.5]]),
+            torch.tensor([0.8]), torch.tensor([[True]]), (0.0, 1.0, 2.0, 1.0))  # fmt: skip
+    plain, same = matching_scores(*args), matching_scores(*args, dummy_same_class=True)
+    assert torch.allclose(plain, torch.tensor([[1.4, 3.1]]))
+    assert torch.allclose(same, torch.tensor([[2.4, 3.1]]))
+
+
+def test_a_detection_that_loses_its_entry_can_be_dropped():
+    """MODEL.TRACKER.MEMORY.CONFLICT drop (the authors' code): the lower-scoring detection
+    whose best entry was taken gets no id and no entry."""
+    v = torch.tensor([[1.4, 3.0, 2.0], [1.4, 2.5, 1.0], [1.4, 1.0, 1.0]])
+    scores = torch.tensor([0.5, 0.9, 0.3])
+    assert assign_by_score(v, scores).tolist() == [1, 0, -1]
+    assert assign_by_score(v, scores, "drop").tolist() == [-2, 0, -1]
+    tracker = MemoryTracker(conflict="drop", output="memory")
+    first = _detections([[0, 0, 8, 8], [30, 30, 40, 40]], [0.9, 0.8], [[1, 0], [0, 1]],
+                        [(0, 2, 0, 2), (4, 6, 4, 6)])  # fmt: skip
+    assert tracker.update(first).tolist() == [0, 1]
+    # both detections match entry 0 best: the higher score keeps it, the other is dropped
+    second = _detections([[0, 0, 8, 8], [0, 0, 8, 8]], [0.7, 0.6], [[1, 0], [1, 0]],
+                         [(0, 2, 0, 2), (0, 2, 0, 2)])  # fmt: skip
+    assert tracker.update(second).tolist() == [0, -1]
+    assert len(tracker) == 2
+    # the "memory" output shows the matched entry (missed 0) and the missed one
+    shown, ids = tracker.carried()
+    assert ids.tolist() == [0, 1] and torch.allclose(shown.scores, torch.tensor([0.7, 0.8]))
+    with pytest.raises(ValueError, match="MODEL.TRACKER.MEMORY.CONFLICT"):
+        MemoryTracker(conflict="first")
+    with pytest.raises(ValueError, match="MODEL.TRACKER.MEMORY.OUTPUT"):
+        MemoryTracker(output="all")

@@ -276,3 +276,19 @@ def test_dcn_backbone_trains_evaluates_and_exports(synthetic, tmp_path):
     agreement = compare_frames(frames, ExportedModel(folder).inference_video(video)["frames"])
     assert agreement["same_counts"] and agreement["same_track_ids"], agreement
     assert agreement["max_box_diff"] < 1e-3 and agreement["min_mask_iou"] > 0.99, agreement
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("MODEL.STMASK.CENTERNESS_ORDER", "location"),
+        ("MODEL.STMASK.FORCED_MATCHES", "first"),
+        ("MODEL.STMASK.MASK_CROP.RULE", "corner"),
+        ("MODEL.STMASK.TEST.CLIP_BOXES", "none"),
+        ("MODEL.TRACKER.MEMORY.OUTPUT", "all"),
+        ("MODEL.TRACKER.MEMORY.CONFLICT", "keep"),
+    ],
+)
+def test_a_bad_rule_names_its_key(key, value):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        build_model(tiny_cfg(key, value))

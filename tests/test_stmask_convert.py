@@ -16,6 +16,7 @@ import torch
 from conftest import REPO, frame_outputs, run_python
 from detectron2.modeling import build_backbone, build_model
 from stmask.convert import CONCATENATED_CENTERNESS, FOLDED_DCN_BIAS, deformable_interval
+from stmask_authors import BLOCKS, KERNELS, authors_state_dict
 from torch.nn import functional as F
 from torchvision.ops import deform_conv2d
 
@@ -34,100 +35,6 @@ R50_DCN = str(CONFIGS / "STMask_R50_DCN_authors.yaml")
 R101_DCN = str(CONFIGS / "STMask_R101_DCN_authors.yaml")
 TOOL = "tools/convert_weights.py"
 OPTS = ["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""]
-KERNELS = [(3, 3), (3, 5), (5, 3)]  # head_layer_params: (h, w) of anchor shape k
-BLOCKS = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-
-
-def authors_state_dict(
-    depth: int = 50, dcn_interval: int = 3, fcb: str = "ada", num_classes: int = 41, seed: int = 0
-) -> dict[str, torch.Tensor]:
-    """The released STMask weights' names and shapes (``fcb``: "ada", "ali" or "none" for the
-    _ada, _ali and plain files), random values."""
-    g = torch.Generator().manual_seed(seed)
-    sd: dict[str, torch.Tensor] = {}
-
-    def randn(*shape, std=1.0):
-        return torch.randn(*shape, generator=g) * std
-
-    def conv(name, cout, cin, kh, kw=None, bias=True, std=None, bias_value=None):
-        kw = kh if kw is None else kw
-        sd[f"{name}.weight"] = randn(cout, cin, kh, kw, std=std or (2 / (cin * kh * kw)) ** 0.5)
-        if bias:
-            sd[f"{name}.bias"] = randn(cout, std=0.1) if bias_value is None else bias_value(cout)
-
-    def bn(name, c, scale=1.0):  # scale < 1 keeps the residual sums of 16-33 blocks tame
-        sd[f"{name}.weight"] = (torch.rand(c, generator=g) + 0.5) * scale
-        sd[f"{name}.bias"] = randn(c, std=0.1)
-        sd[f"{name}.running_mean"] = randn(c, std=0.1)
-        sd[f"{name}.running_var"] = torch.rand(c, generator=g) + 0.5
-        sd[f"{name}.num_batches_tracked"] = torch.tensor(120000, dtype=torch.int64)
-
-    # backbone.py ResNetBackbone(layers, dcn_layers=[0, 4, L3, 3], dcn_interval): torchvision
-    # Bottleneck, DCN (dcn_v2) as conv2 where _make_layer says so
-    conv("backbone.conv1", 64, 3, 7, bias=False)
-    bn("backbone.bn1", 64)
-    blocks = BLOCKS[depth]
-    dcn_layers = [0, 4, blocks[2], 3]
-    cin = 64
-    for layer, (n, planes) in enumerate(zip(blocks, (64, 128, 256, 512), strict=True)):
-        for i in range(n):
-            p = f"backbone.layers.{layer}.{i}"
-            use_dcn = dcn_layers[layer] >= n if i == 0 else (
-                i + dcn_layers[layer] >= n and i % dcn_interval == 0
-            )  # fmt: skip
-            c_in = cin if i == 0 else 4 * planes
-            conv(f"{p}.conv1", planes, c_in, 1, bias=False)
-            bn(f"{p}.bn1", planes)
-            conv(f"{p}.conv2", planes, planes, 3, bias=use_dcn)
-            if use_dcn:  # DCN(planes, planes, 3): weight, bias, conv_offset_mask (3·9 outputs)
-                conv(f"{p}.conv2.conv_offset_mask", 27, planes, 3, std=0.01)
-            bn(f"{p}.bn2", planes)
-            conv(f"{p}.conv3", 4 * planes, planes, 1, bias=False)
-            bn(f"{p}.bn3", 4 * planes, scale=0.2)
-            if i == 0:
-                conv(f"{p}.downsample.0", 4 * planes, c_in, 1, bias=False)
-                bn(f"{p}.downsample.1", 4 * planes)
-        cin = 4 * planes
-    # FPN.py: lat_layers for reversed(in_channels) = C5, C4, C3; pred_layers; 2 conv downsamples
-    for i, c in enumerate((2048, 1024, 512)):
-        conv(f"fpn.lat_layers.{i}", 256, c, 1)
-    for i in range(3):
-        conv(f"fpn.pred_layers.{i}", 256, 256, 3)
-    for i in range(2):
-        conv(f"fpn.downsample_layers.{i}", 256, 256, 3)
-    # mask_proto_net [(256, 3)] * 3 + [(None, -2), (256, 3)] + [(32, 1)] through make_net
-    for i in (0, 2, 4, 8):
-        conv(f"proto_net.{i}", 256, 256, 3)
-    conv("proto_net.10", 32, 256, 1)
-    # prediction_head_FC.py PredictionModule_FC (prediction_layers.0; the others share it)
-    h = "prediction_layers.0"
-    conv(f"{h}.upfeature.0", 256, 256, 3)
-    for k, (kh, kw) in enumerate(KERNELS):
-        conv(f"{h}.centerness_layer.{k}", 1, 256, kh, kw, std=0.01, bias_value=torch.ones)
-        conv(f"{h}.bbox_layer.{k}", 4, 256, kh, kw, std=0.01)
-        cls_bias = lambda c: torch.zeros(c).index_fill_(0, torch.tensor([1]), 4.0)  # noqa: E731
-        if fcb == "none":
-            conv(f"{h}.conf_layer.{k}", num_classes, 256, kh, kw, std=0.01, bias_value=cls_bias)
-        else:  # Featurealign.py FeatureAlign(deformable_groups=1)
-            if fcb == "ada":
-                conv(f"{h}.conf_layer.{k}.conv_offset", 2 * kh * kw, 4, 1, bias=False, std=0.5)
-            conv(f"{h}.conf_layer.{k}.conv_adaption", 256, 256, kh, kw, bias=False, std=0.01)
-            conv(
-                f"{h}.conf_layer.{k}.conv", num_classes, 256, kh, kw, std=0.01, bias_value=cls_bias
-            )
-        conv(f"{h}.track_layer.{k}", 128, 256, kh, kw, std=0.01)
-        conv(f"{h}.mask_layer.{k}", 32, 256, kh, kw, std=0.05)
-    for name in ("track_extra", "conf_extra", "bbox_extra", "mask_extra"):
-        for i in (0, 2):
-            conv(f"{h}.{name}.{i}", 256, 256, 3, std=0.02)
-    # track_to_segment_head.py TemporalNet(2 * 256 + 11², 32)
-    conv("TemporalNet.conv1", 512, 633, 3, std=0.01)
-    conv("TemporalNet.conv2", 512, 512, 3, std=0.02)
-    conv("TemporalNet.conv3", 1024, 512, 3, std=0.02)
-    for name, c in (("fc", 4), ("fc_coeff", 32)):
-        sd[f"TemporalNet.{name}.weight"] = randn(c, 1024, std=0.01)
-        sd[f"TemporalNet.{name}.bias"] = randn(c, std=0.01)
-    return sd
 
 
 def num_dcn(depth, interval):
@@ -356,7 +263,8 @@ def authors_head(x, source):
 
 def test_head_rows_are_the_authors_convs_per_location_and_anchor_shape(converted):
     """Row (y·W + x)·3 + k of each of our outputs is the authors' anchor-shape-k conv at (y, x),
-    all 41 logits in the same order (background first), deltas then centerness."""
+    all 41 logits in the same order (background first), deltas; the centerness in the
+    authors' order."""
     source, _, _, model = converted
     feature = torch.randn(1, 256, 5, 7, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
@@ -368,13 +276,19 @@ def test_head_rows_are_the_authors_convs_per_location_and_anchor_shape(converted
         row = (y * width + x) * 3 + k
         assert torch.allclose(ours["cls"][0, row], maps["conf"][k][0, :, y, x], atol=1e-4)
         assert torch.allclose(ours["box"][0, row], maps["loc"][k][0, :, y, x], atol=1e-5)
-        assert torch.allclose(ours["ctr"][0, row], maps["ctr"][k][0, 0, y, x].tanh(), atol=1e-5)
         assert torch.allclose(ours["mask"][0, row], maps["mask"][k][0, :, y, x], atol=1e-5)
         track = F.normalize(maps["track"][k][0, :, y, x], dim=0)
         assert torch.allclose(ours["track"][0, row], track, atol=1e-5)
     # the whole level: the authors' cat(dim=-1).view(B, -1, C) of the (B, H, W, C) maps
     conf = torch.cat([m.permute(0, 2, 3, 1) for m in maps["conf"]], dim=-1).view(1, -1, 41)
     assert torch.allclose(ours["cls"], conf, atol=1e-4)
+    # the centerness rows as the authors' code reads them (STMask_R50_DCN_authors.yaml:
+    # CENTERNESS_ORDER shape_major): the per-shape (B, H, W, 1) maps concatenated along y, then
+    # flattened, so that row r takes position r of the shape-major maps, not its own anchor's
+    ctr = torch.cat([m.permute(0, 2, 3, 1) for m in maps["ctr"]], dim=1).view(1, -1).tanh()
+    assert torch.allclose(ours["ctr"], ctr, atol=1e-5)
+    own = torch.stack([m[0, 0] for m in maps["ctr"]], dim=-1).reshape(1, -1).tanh()
+    assert not torch.allclose(ours["ctr"], own, atol=1e-3)
     assert ours["cls"].shape[1] == height * width * 3
     # the class with the large bias is logit 1 (the first foreground class) in both
     assert (ours["cls"][0].argmax(dim=1) == 1).all()

@@ -3,6 +3,7 @@ and mask losses."""
 
 import math
 
+import pytest
 import torch
 from stmask.losses import (
     box_coder,
@@ -111,3 +112,24 @@ def test_box_losses_zero_at_the_gt_and_centerness_target_is_the_diou():
 def test_enlarged_boxes_keep_their_centres():
     boxes = torch.tensor([[10.0, 20.0, 50.0, 40.0]])
     assert enlarge_boxes(boxes, 1.2).tolist() == [[6.0, 18.0, 54.0, 42.0]]
+
+
+def test_greedy_forced_matches_force_one_anchor_per_gt_which_serves_only_it():
+    """MODEL.STMASK.FORCED_MATCHES greedy_first (the authors' code: GT by GT in order of their
+    best IoU, its first arg-max among the anchors left, which no later GT takes)."""
+    logits = torch.zeros(2, 3)
+    # one GT tied between two anchors (IoU 1/3 each): all ties are forced, or the first only
+    tied = torch.tensor([[0.0, 0, 10, 10], [10.0, 0, 20, 10]])
+    gt, classes = torch.tensor([[5.0, 0, 15, 10]]), torch.tensor([1])
+    assert match_anchors(tied, gt, classes, class_logits=logits)[0].tolist() == [2, 2]
+    greedy = match_anchors(tied, gt, classes, class_logits=logits, forced="greedy_first")
+    assert greedy[0].tolist() == [2, 0]
+    # two GTs whose best anchor is anchor 0 (IoU 0.91 and 0.8): GT 0 takes it, GT 1 its next
+    # best, anchor 1 (IoU 0.4, below the thresholds)
+    anchors = torch.tensor([[0.0, 0, 10, 10], [0.0, 0, 10, 20]])
+    gt, classes = torch.tensor([[0.0, 0, 10, 11], [0.0, 0, 10, 8]]), torch.tensor([0, 1])
+    labels, matched = match_anchors(anchors, gt, classes, class_logits=logits,
+                                    forced="greedy_first")  # fmt: skip
+    assert labels.tolist() == [1, 2] and matched.tolist() == [0, 1]
+    with pytest.raises(ValueError, match="MODEL.STMASK.FORCED_MATCHES"):
+        match_anchors(anchors, gt, classes, class_logits=logits, forced="first")

@@ -357,3 +357,24 @@ def test_box_shift_loss_is_zero_at_the_targets_and_without_instances():
     deltas = torch.zeros(0, 4, requires_grad=True)
     loss = box_shift_loss(deltas, torch.zeros(0, 4), torch.zeros(0, 4))
     assert loss.item() == 0 and loss.requires_grad
+
+
+def test_the_mask_crop_keeps_pixels_by_centre_or_by_index_with_padding():
+    """MODEL.STMASK.MASK_CROP: a box of x, y ∈ [8, 24) px is [2, 6) prototype pixels (stride
+    4); the centre rule keeps pixels 2-5, the authors' rule (index, padding 1) 1 ≤ u < 7."""
+    protos = torch.ones(1, 1, 10, 10)
+    coef, boxes, im = torch.full((1, 1), 20.0), torch.tensor([[8.0, 8, 24, 24]]), torch.zeros(1)
+    im = im.long()
+    centre = cross_frame_masks(protos, coef, boxes, im)[0] > 0.5
+    index = cross_frame_masks(protos, coef, boxes, im, crop=("index", 1))[0] > 0.5
+    assert centre.nonzero()[:, 0].unique().tolist() == [2, 3, 4, 5]
+    assert index.nonzero()[:, 1].unique().tolist() == [1, 2, 3, 4, 5, 6]
+    # box edges inside pixels: [9, 23) px is [2.25, 5.75): centres 2.5-5.5 (pixels 2-5),
+    # indices 2.25 - 1 ≤ u < 6.75 (pixels 2-6)
+    boxes = torch.tensor([[9.0, 9, 23, 23]])
+    centre = cross_frame_masks(protos, coef, boxes, im)[0] > 0.5
+    index = cross_frame_masks(protos, coef, boxes, im, crop=("index", 1))[0] > 0.5
+    assert centre.nonzero()[:, 1].unique().tolist() == [2, 3, 4, 5]
+    assert index.nonzero()[:, 1].unique().tolist() == [2, 3, 4, 5, 6]
+    with pytest.raises(ValueError, match="MODEL.STMASK.MASK_CROP.RULE"):
+        cross_frame_masks(protos, coef, boxes, im, crop=("corner", 1))

@@ -96,6 +96,16 @@ def add_vis_config(cfg: CN) -> CN:
     cfg.MODEL.TRACKER.MEMORY.MAX_MISSED = 10
     cfg.MODEL.TRACKER.MEMORY.SCORE_DECAY = 0.95
     cfg.MODEL.TRACKER.MEMORY.MIN_SCORE = 0.05
+    # what a frame shows: "detections", the frame's detections and the missed entries still
+    # shown; "memory", every entry still shown (missed <= MAX_MISSED, score > MIN_SCORE, mask
+    # of more than one pixel), matched and new ones included
+    cfg.MODEL.TRACKER.MEMORY.OUTPUT = "detections"
+    # the "new object" column of the matching score also takes the same-class term (weight
+    # MATCH_COEFFS[3]) when True
+    cfg.MODEL.TRACKER.MEMORY.DUMMY_SAME_CLASS = False
+    # a detection whose best entry a higher-scoring detection took: "next_option", it takes
+    # its next best entry or a new id; "drop", it gets no id and no entry
+    cfg.MODEL.TRACKER.MEMORY.CONFLICT = "next_option"
     cfg.register_renamed_key("MODEL.TRACKER.MEMORY.FORGET_AFTER", "MODEL.TRACKER.FORGET_AFTER")
     # YouTube-VIS-format splits that the tools register before building anything, as
     # (name, json_file, image_root) triples; DATASETS.TRAIN/TEST can then name them

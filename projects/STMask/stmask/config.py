@@ -41,6 +41,21 @@ def add_stmask_config(cfg: CN) -> CN:
     # the authors' code adds the GT class's probability to the IoU of confident anchors and
     # neutralises anchors near several GTs (not in the paper; see match_anchors)
     _C.CLASS_AWARE_MATCHING = False
+    # the anchors forced positive for a GT after the thresholds (with CLASS_AWARE_MATCHING):
+    # "all_ties", every anchor tied at the GT's best IoU; "greedy_first", GT by GT in order of
+    # their best IoU, one anchor each (the first arg-max among those no earlier GT took),
+    # which then serves only that GT (the authors' code)
+    _C.FORCED_MATCHES = "all_ties"
+    # which centerness each anchor row takes (see prediction_head.CENTERNESS_ORDERS):
+    # "anchor", its own; "shape_major", the authors' code's order, which their weights need
+    _C.CENTERNESS_ORDER = "anchor"
+    # the prototype pixels a mask keeps around its box: RULE "centre", pixels whose centre is
+    # in the box (x1 <= u + 0.5 < x2, prototype px); "index", pixels whose index is
+    # (x1 <= u < x2, the authors' code); PADDING widens the box on each side by that many
+    # prototype pixels (the authors': 1)
+    _C.MASK_CROP = CN()
+    _C.MASK_CROP.RULE = "centre"
+    _C.MASK_CROP.PADDING = 0
     _C.OHEM_RATIO = 3.0
     _C.MASK_BOX_ENLARGE = 1.2  # the predicted box crops the mask loss, enlarged this much
     # LOSS_WEIGHTS.<NAME> weighs the loss loss_<name> (BOX_SHIFT, MASK_SHIFT: temporal fusion's)
@@ -77,6 +92,13 @@ def add_stmask_config(cfg: CN) -> CN:
     _C.TEST.NMS_THRESH = 0.5
     _C.TEST.NMS_TOPK = 200
     _C.TEST.DETECTIONS_PER_FRAME = 100
+    # keep only candidates with a positive centerness (False: any, as the authors' code, where
+    # a negative score ranks last in NMS and the tracker's memory)
+    _C.TEST.POSITIVE_CENTERNESS = True
+    # where boxes are clipped to the input: "all", the decoded boxes before NMS and the boxes
+    # temporal fusion shifts; "output", only the boxes of the frame's output (the authors'
+    # code: NMS overlaps and the boxes TF shifts are those of the unclipped boxes)
+    _C.TEST.CLIP_BOXES = "all"
     _C.MASK_THRESH = 0.5  # on the mask probability at test time
     cfg.register_renamed_key("MODEL.STMASK.TEST.MASK_THRESH", "MODEL.STMASK.MASK_THRESH")
     return cfg

@@ -13,7 +13,13 @@ from torch.nn import functional as F
 
 from vis_d2.modeling.mask_windows import blend, gt_windows, mask_loss
 
-from .losses import box_losses, enlarge_boxes, match_anchors, ohem_cross_entropy
+from .losses import (
+    FORCED_MATCHES,
+    box_losses,
+    enlarge_boxes,
+    match_anchors,
+    ohem_cross_entropy,
+)
 from .temporal_fusion import box_shift_loss, shift_coefficients
 
 __all__ = ["LOSS_NAMES", "PROTO_STRIDE", "STMaskCriterion"]
@@ -49,6 +55,7 @@ class STMaskCriterion:
         pos_iou: float = 0.5,
         neg_iou: float = 0.4,
         class_aware_matching: bool = False,
+        forced_matches: str = "all_ties",
         ohem_ratio: float = 3.0,
         mask_box_enlarge: float = 1.2,
         loss_weights: dict[str, float] | None = None,
@@ -56,10 +63,15 @@ class STMaskCriterion:
         unknown = set(loss_weights or {}) - set(LOSS_NAMES)
         if unknown:
             raise ValueError(f"unknown STMask losses {sorted(unknown)}; known: {LOSS_NAMES}")
+        if forced_matches not in FORCED_MATCHES:
+            raise ValueError(
+                f"MODEL.STMASK.FORCED_MATCHES {forced_matches!r} is not one of {FORCED_MATCHES}"
+            )
         self.coder = coder
         self.pos_iou = pos_iou
         self.neg_iou = neg_iou
         self.class_aware_matching = class_aware_matching
+        self.forced_matches = forced_matches
         self.ohem_ratio = ohem_ratio
         self.mask_box_enlarge = mask_box_enlarge
         self.loss_weights = dict.fromkeys(LOSS_NAMES, 1.0)
@@ -90,6 +102,7 @@ class STMaskCriterion:
                 self.pos_iou,
                 self.neg_iou,
                 rows["cls"][i] if self.class_aware_matching else None,
+                self.forced_matches,
             )
             totals["cls"] = totals["cls"] + ohem_cross_entropy(
                 rows["cls"][i], labels, self.ohem_ratio

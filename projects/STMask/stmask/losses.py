@@ -15,6 +15,7 @@ from torchvision.ops import distance_box_iou_loss
 
 __all__ = [
     "BACKGROUND",
+    "FORCED_MATCHES",
     "box_coder",
     "box_losses",
     "enlarge_boxes",
@@ -32,6 +33,10 @@ def box_coder(variances: tuple[float, float] = (0.1, 0.2)) -> Box2BoxTransform:
     return Box2BoxTransform(weights=(centre, centre, size, size))
 
 
+# the anchors forced positive for their GT (MODEL.STMASK.FORCED_MATCHES, see match_anchors)
+FORCED_MATCHES = ("all_ties", "greedy_first")
+
+
 def match_anchors(
     anchors: torch.Tensor,
     gt_boxes: torch.Tensor,
@@ -39,6 +44,7 @@ def match_anchors(
     pos_iou: float = 0.5,
     neg_iou: float = 0.4,
     class_logits: torch.Tensor | None = None,
+    forced: str = "all_ties",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One image's anchors (A, 4) against its GT (G, 4) XYXY px with classes (G,): anchors with
     IoU ≥ ``pos_iou`` are positive, < ``neg_iou`` negative, in between ignored, and each GT
@@ -50,7 +56,12 @@ def match_anchors(
     (not in the paper): an anchor whose IoU exceeds ``pos_iou`` − 0.1 with two or more GTs
     gets the score (pos + neg) / 2; anchors above ``pos_iou`` add q = 2p / (1 + p) to their
     score, p the softmax probability of their GT's class (detached), and both thresholds
-    rise by the mean q; then each GT takes its best-IoU anchor, as without."""
+    rise by the mean q; then each GT takes its best-IoU anchors: ``forced`` "all_ties", every
+    anchor tied at its highest IoU (> 0), as without; "greedy_first", GT by GT in descending
+    order of their best IoU, the first arg-max among the anchors no earlier GT took (the
+    authors' code)."""
+    if forced not in FORCED_MATCHES:
+        raise ValueError(f"MODEL.STMASK.FORCED_MATCHES {forced!r} is not one of {FORCED_MATCHES}")
     if len(gt_boxes) == 0:
         zeros = torch.zeros(len(anchors), dtype=torch.int64, device=anchors.device)
         return zeros, zeros.clone()
@@ -71,13 +82,33 @@ def match_anchors(
         quality = 2 / (1 + ce.exp())  # = 2p / (1 + p) in [0, 1]
         score = score.masked_scatter(confident, score[confident] + quality)
         pos_iou, neg_iou = pos_iou + quality.mean(), neg_iou + quality.mean()
-    # each GT's best anchors (all tied at its highest IoU) are positive for it
-    highest = iou.max(dim=1, keepdim=True).values
-    forced_gt, forced_anchor = ((iou == highest) & (highest > 0)).nonzero(as_tuple=True)
+    # each GT's best anchors are positive for it
+    if forced == "all_ties":
+        highest = iou.max(dim=1, keepdim=True).values
+        forced_gt, forced_anchor = ((iou == highest) & (highest > 0)).nonzero(as_tuple=True)
+    else:
+        forced_gt, forced_anchor = _greedy_best_anchors(iou)
     score[forced_anchor] = float("inf")
     matched[forced_anchor] = forced_gt
     labels = torch.where(score >= pos_iou, gt_classes[matched] + 1, -1)
     return labels.masked_fill(score < neg_iou, BACKGROUND), matched
+
+
+def _greedy_best_anchors(iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(G, A) IoU → the GTs (G,) and the anchor (G,) each is forced on: repeatedly the GT with
+    the highest IoU left (first on ties) takes its first arg-max anchor, and both leave."""
+    iou = iou.clone()
+    gts, anchors = [], []
+    for _ in range(len(iou)):
+        best, best_anchor = iou.max(dim=1)
+        gt = int(best.argmax())
+        anchor = int(best_anchor[gt])
+        iou[:, anchor] = -1
+        iou[gt, :] = -1
+        gts.append(gt)
+        anchors.append(anchor)
+    device = iou.device
+    return torch.tensor(gts, device=device), torch.tensor(anchors, device=device)
 
 
 def ohem_cross_entropy(

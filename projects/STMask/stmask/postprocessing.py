@@ -11,8 +11,12 @@ from vis_d2.layers import fast_nms
 from vis_d2.modeling.mask_windows import assemble_masks
 
 from .criterion import PROTO_STRIDE
+from .mask_crop import crop_boxes
 
-__all__ = ["STMaskDetector", "prototype_masks"]
+__all__ = ["CLIP_BOXES", "STMaskDetector", "prototype_masks"]
+
+# where boxes are clipped to the input (MODEL.STMASK.TEST.CLIP_BOXES)
+CLIP_BOXES = ("all", "output")
 
 
 class STMaskDetector:
@@ -20,7 +24,9 @@ class STMaskDetector:
     foreground probability exceeds ``score_thresh`` and whose centerness is positive (tanh
     can be negative, which would rank a detection below every positive score), score = that
     probability × the centerness, cross-class Fast NMS at ``nms_thresh`` over the
-    ``nms_topk`` best, the best ``detections_per_frame``."""
+    ``nms_topk`` best, the best ``detections_per_frame``. ``positive_centerness`` False keeps
+    candidates of any centerness; ``clip_boxes`` False leaves the decoded boxes unclipped (NMS
+    then compares the boxes as decoded)."""
 
     def __init__(
         self,
@@ -30,12 +36,16 @@ class STMaskDetector:
         nms_thresh: float = 0.5,
         nms_topk: int = 200,
         detections_per_frame: int = 100,
+        positive_centerness: bool = True,
+        clip_boxes: bool = True,
     ) -> None:
         self.coder = coder
         self.score_thresh = score_thresh
         self.nms_thresh = nms_thresh
         self.nms_topk = nms_topk
         self.detections_per_frame = detections_per_frame
+        self.positive_centerness = positive_centerness
+        self.clip_boxes = clip_boxes
 
     def detect(
         self, rows: dict[str, torch.Tensor], anchors: torch.Tensor, image_size: tuple[int, int]
@@ -46,10 +56,14 @@ class STMaskDetector:
         ``coefficients`` (N, M) (pre-tanh)."""
         probs = rows["cls"][0].softmax(dim=1)[:, 1:]
         best, classes = probs.max(dim=1)
-        keep = ((best > self.score_thresh) & (rows["ctr"][0] > 0)).nonzero().squeeze(1)
+        candidates = best > self.score_thresh
+        if self.positive_centerness:
+            candidates &= rows["ctr"][0] > 0
+        keep = candidates.nonzero().squeeze(1)
         scores = best[keep] * rows["ctr"][0, keep]
         boxes = Boxes(self.coder.apply_deltas(rows["box"][0, keep], anchors[keep]))
-        boxes.clip(image_size)
+        if self.clip_boxes:
+            boxes.clip(image_size)
         kept = fast_nms(
             boxes.tensor, scores, torch.zeros_like(keep), self.nms_thresh, self.nms_topk
         )[: self.detections_per_frame]
@@ -70,14 +84,16 @@ def prototype_masks(
     input_size: tuple[int, int],
     output_size: tuple[int, int],
     threshold: float,
+    crop: tuple[str, float] = ("centre", 0),
 ) -> torch.Tensor:
     """Bool masks (N, H_out, W_out) of σ(prototypes · tanh(coefficients)) inside the boxes:
     ``protos`` (1, M, H/4, W/4) of an ``input_size`` frame, ``instances`` with ``pred_boxes``
-    (input px) and ``coefficients`` (N, M) pre-tanh."""
+    (input px) and ``coefficients`` (N, M) pre-tanh; ``crop`` the rule and padding of
+    :func:`crop_boxes`."""
     return assemble_masks(
         protos,
         0,
-        instances.pred_boxes.tensor / PROTO_STRIDE,
+        crop_boxes(instances.pred_boxes.tensor, PROTO_STRIDE, *crop),
         torch.tanh(instances.coefficients)[:, None],
         1,
         1,

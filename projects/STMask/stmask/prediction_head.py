@@ -9,11 +9,16 @@ from torch.nn import functional as F
 
 from .fcb import FeatureCalibration
 
-__all__ = ["BRANCHES", "PredictionHead"]
+__all__ = ["BRANCHES", "CENTERNESS_ORDERS", "PredictionHead"]
 
 # the branches of the head and their per-anchor outputs: class logits (K + 1, background
 # first), box deltas + centerness (4 + 1), track embedding (D), mask coefficients (M)
 BRANCHES = ("cls", "box", "track", "mask")
+# which centerness each anchor row takes: "anchor", its own; "shape_major", the level's
+# centerness maps read in (anchor shape, y, x) order into rows ordered (y, x, anchor shape),
+# so row r takes the value at flat position r of the (A, H, W) maps (the authors' code
+# concatenates the per-shape maps along y before flattening; their weights were trained so)
+CENTERNESS_ORDERS = ("anchor", "shape_major")
 
 
 def _tower(channels: int, num_convs: int) -> nn.Sequential:
@@ -35,6 +40,7 @@ class PredictionHead(nn.Module):
     ``anchor_shapes``: (k_h, k_w) per anchor, the kernel of its last convs. ``fcb``: "ada",
     "ali" or "none"; ``fcb_branches``: the branches among cls, track, mask whose last conv is
     calibrated to the anchor's regressed box (the box branch itself never is).
+    ``centerness_order``: one of :data:`CENTERNESS_ORDERS`.
     """
 
     def __init__(
@@ -48,8 +54,15 @@ class PredictionHead(nn.Module):
         extra_convs: int = 2,
         fcb: str = "ada",
         fcb_branches: tuple[str, ...] = ("cls",),
+        centerness_order: str = "anchor",
     ):
         super().__init__()
+        if centerness_order not in CENTERNESS_ORDERS:
+            raise ValueError(
+                f"MODEL.STMASK.CENTERNESS_ORDER {centerness_order!r} is not one of "
+                f"{CENTERNESS_ORDERS}"
+            )
+        self.centerness_order = centerness_order
         unknown = set(fcb_branches) - {"cls", "track", "mask"}
         if unknown:
             raise ValueError(
@@ -100,10 +113,13 @@ class PredictionHead(nn.Module):
                 per_anchor[branch].append(self.last[branch][a](towers[branch], deltas))
         out = {b: _rows(per_anchor[b]) for b in BRANCHES}
         box = out.pop("box")
+        ctr = box[..., 4]
+        if self.centerness_order == "shape_major":
+            ctr = torch.stack([b[:, 4] for b in per_anchor["box"]], dim=1).flatten(1)
         return {
             "cls": out["cls"],
             "box": box[..., :4],
-            "ctr": torch.tanh(box[..., 4]),
+            "ctr": torch.tanh(ctr),
             "track": F.normalize(out["track"], dim=-1),
             "mask": out["mask"],
             "t2s": t2s,

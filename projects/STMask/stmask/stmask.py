@@ -19,7 +19,8 @@ from .anchors import KernelAnchorGenerator
 from .criterion import PROTO_STRIDE, STMaskCriterion
 from .graphs import FrameGraph, split_frame_outputs
 from .losses import box_coder
-from .postprocessing import STMaskDetector, prototype_masks
+from .mask_crop import MASK_CROP_RULES
+from .postprocessing import CLIP_BOXES, STMaskDetector, prototype_masks
 from .prediction_head import PredictionHead
 from .protonet import ProtoNet
 from .temporal_fusion import (
@@ -71,8 +72,18 @@ class STMask(VISModel):
         mask_thresh: float = 0.5,
         corr_feature: str = "p4",
         corr_patch: int = 11,
+        mask_crop: tuple[str, float] = ("centre", 0),
+        clip_boxes: str = "all",
     ):
         super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
+        if clip_boxes not in CLIP_BOXES:
+            raise ValueError(
+                f"MODEL.STMASK.TEST.CLIP_BOXES {clip_boxes!r} is not one of {CLIP_BOXES}"
+            )
+        if mask_crop[0] not in MASK_CROP_RULES:
+            raise ValueError(
+                f"MODEL.STMASK.MASK_CROP.RULE {mask_crop[0]!r} is not one of {MASK_CROP_RULES}"
+            )
         if corr_feature not in in_features:
             raise ValueError(
                 f"MODEL.STMASK.TF.CORR_FEATURE {corr_feature} is not among {in_features}"
@@ -91,6 +102,8 @@ class STMask(VISModel):
         self.mask_thresh = mask_thresh
         self.corr_feature = corr_feature
         self.corr_patch = corr_patch
+        self.mask_crop = mask_crop
+        self.clip_boxes = clip_boxes
         self._previous = None
 
     @classmethod
@@ -123,6 +136,7 @@ class STMask(VISModel):
                 extra_convs=st.EXTRA_CONVS,
                 fcb=st.FCB,
                 fcb_branches=tuple(st.FCB_BRANCHES),
+                centerness_order=st.CENTERNESS_ORDER,
             ),
             "protonet": ProtoNet(channels, st.PROTO_DIM, st.PROTO_CONVS, st.NUM_PROTOS),
             "temporal_net": temporal_net,
@@ -137,6 +151,7 @@ class STMask(VISModel):
                 pos_iou=st.POS_IOU,
                 neg_iou=st.NEG_IOU,
                 class_aware_matching=st.CLASS_AWARE_MATCHING,
+                forced_matches=st.FORCED_MATCHES,
                 ohem_ratio=st.OHEM_RATIO,
                 mask_box_enlarge=st.MASK_BOX_ENLARGE,
                 loss_weights={k.lower(): v for k, v in st.LOSS_WEIGHTS.items()},
@@ -147,10 +162,14 @@ class STMask(VISModel):
                 nms_thresh=st.TEST.NMS_THRESH,
                 nms_topk=st.TEST.NMS_TOPK,
                 detections_per_frame=st.TEST.DETECTIONS_PER_FRAME,
+                positive_centerness=st.TEST.POSITIVE_CENTERNESS,
+                clip_boxes=st.TEST.CLIP_BOXES == "all",
             ),
             "mask_thresh": st.MASK_THRESH,
             "corr_feature": tf.CORR_FEATURE,
             "corr_patch": tf.PATCH,
+            "mask_crop": (st.MASK_CROP.RULE, st.MASK_CROP.PADDING),
+            "clip_boxes": st.TEST.CLIP_BOXES,
         }
 
     @property
@@ -244,16 +263,18 @@ class STMask(VISModel):
         input_size = tuple(image.shape[-2:])
         det = self.detector.detect(rows, self.anchors(t2s), input_size)
         if not isinstance(self.tracker, MemoryTracker):
-            det.pred_masks = prototype_masks(protos, det, input_size, output_size, self.mask_thresh)
-            return det
+            return self._output_masks(det, protos, input_size, output_size)
         current = (corr_map, t2s[self.corr_level])
         zeros = torch.zeros(len(det), dtype=torch.int64, device=self.device)
-        det.mask_probs = cross_frame_masks(protos, det.coefficients, det.pred_boxes.tensor, zeros)
+        det.mask_probs = cross_frame_masks(
+            protos, det.coefficients, det.pred_boxes.tensor, zeros, crop=self.mask_crop
+        )
         if self._previous is not None and len(self.tracker) and self.temporal_net is not None:
             self._propagate(self._previous, current, protos, input_size)
         self._previous = current
         det.track_ids = self.tracker.update(det)
-        shown = [det]
+        # with the "memory" output the tracker's shown entries include this frame's detections
+        shown = [det[det.track_ids >= 0]] if self.tracker.output == "detections" else []
         # missed objects are shown where temporal fusion carried them to this frame
         carried, carried_ids = self.tracker.carried()
         if self.temporal_net is not None and carried is not None and len(carried):
@@ -261,21 +282,39 @@ class STMask(VISModel):
             shown.append(carried)
         fields = ("pred_boxes", "scores", "pred_classes", "class_scores", "coefficients")
         fields += ("track_ids",)
-        out = Instances.cat([Instances(input_size, **{f: x.get(f) for f in fields}) for x in shown])
-        out.pred_masks = prototype_masks(protos, out, input_size, output_size, self.mask_thresh)
+        out = (
+            Instances.cat([Instances(input_size, **{f: x.get(f) for f in fields}) for x in shown])
+            if shown
+            else Instances(input_size, **{f: det.get(f)[:0] for f in fields})
+        )
+        return self._output_masks(out, protos, input_size, output_size)
+
+    def _output_masks(
+        self, out: Instances, protos: torch.Tensor, input_size, output_size
+    ) -> Instances:
+        """The frame's output: its ``pred_masks`` at the output size and, with
+        ``clip_boxes`` "output", its boxes clipped to the input after the masks are cropped."""
+        out.pred_masks = prototype_masks(
+            protos, out, input_size, output_size, self.mask_thresh, self.mask_crop
+        )
+        if self.clip_boxes == "output":
+            out.pred_boxes.clip(input_size)
         return out
 
     def _propagate(self, previous, current, protos: torch.Tensor, image_size) -> None:
-        """Carry every memory entry from the previous frame to this one (Eq. 11-14)."""
+        """Carry every memory entry from the previous frame to this one (Eq. 11-14): TF pools
+        at the entry's box clipped to the input and shifts the box as it is (unclipped with
+        ``clip_boxes`` "output", as the authors' code)."""
         memory = self.tracker.memory
         zeros = torch.zeros(len(memory), dtype=torch.int64, device=self.device)
-        delta_box, delta_coef = self.temporal_shift(
-            previous, current, memory.pred_boxes.tensor, zeros
-        )
+        pooled = memory.pred_boxes.clone()
+        pooled.clip(image_size)
+        delta_box, delta_coef = self.temporal_shift(previous, current, pooled.tensor, zeros)
         boxes = Boxes(shift_boxes(memory.pred_boxes.tensor, delta_box))
-        boxes.clip(image_size)
+        if self.clip_boxes == "all":
+            boxes.clip(image_size)
         coefficients = shift_coefficients(memory.coefficients, delta_coef)
-        masks = cross_frame_masks(protos, coefficients, boxes.tensor, zeros)
+        masks = cross_frame_masks(protos, coefficients, boxes.tensor, zeros, crop=self.mask_crop)
         self.tracker.propagate(boxes.tensor, coefficients, masks)
 
     # ------------------------------------------------------------------------------- export

@@ -20,6 +20,8 @@ from torchvision.ops import roi_align
 
 from vis_d2.modeling.mask_windows import blend, paste_windows
 
+from .mask_crop import crop_boxes
+
 __all__ = [
     "SHIFT_TRANSFORM",
     "TemporalNet",
@@ -152,13 +154,16 @@ def cross_frame_masks(
     boxes: torch.Tensor,
     im_inds: torch.Tensor,
     stride: float = 4.0,
+    crop: tuple[str, float] = ("centre", 0),
 ) -> torch.Tensor:
     """Eq. 14: masks M = crop(σ(P·tanh(C)ᵀ), box) of N instances on their image's
     prototypes. ``protos`` (B, K, H, W) non-negative maps of stride ``stride`` (px), ``coef``
     (N, K) pre-tanh, ``boxes`` (N, 4) XYXY px, ``im_inds`` (N,) int64 → (N, H, W)
     probabilities, 0 at pixels whose centre ((u + 0.5)·stride, (v + 0.5)·stride) is outside
-    the box (x1 ≤ · < x2, y1 ≤ · < y2): the shared box-window assembly with one cell."""
-    windows = blend(protos, im_inds, boxes / stride, coef.tanh()[:, None], 1, 1)
+    the box (x1 ≤ · < x2, y1 ≤ · < y2): the shared box-window assembly with one cell.
+    ``crop``: the rule and padding of :func:`.mask_crop.crop_boxes` (the default: the box
+    itself)."""
+    windows = blend(protos, im_inds, crop_boxes(boxes, stride, *crop), coef.tanh()[:, None], 1, 1)
     return paste_windows(windows, *protos.shape[-2:])
 
 

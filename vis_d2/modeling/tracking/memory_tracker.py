@@ -23,6 +23,11 @@ __all__ = ["MemoryTracker", "assign_by_score", "mask_iou", "matching_scores"]
 # the fields of a detection and of a memory entry; an optional one is kept when given
 FIELDS = ("pred_boxes", "scores", "pred_classes", "embeddings", "coefficients", "mask_probs")
 OPTIONAL_FIELDS = ("class_scores",)
+# what the model shows each frame (see MemoryTracker)
+OUTPUTS = ("detections", "memory")
+# what a detection does whose best entry a higher-scoring one took (see assign_by_score)
+CONFLICTS = ("next_option", "drop")
+DROPPED = -2
 
 
 def mask_iou(a: torch.Tensor, b: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
@@ -43,28 +48,43 @@ def matching_scores(
     same_class: torch.Tensor,
     coeffs: Sequence[float] = (0.0, 1.0, 2.0, 0.0),
     dummy_iou: float = 0.3,
+    dummy_same_class: bool = False,
 ) -> torch.Tensor:
     """STMask's matching score (N, M + 1) of N detections against M memory entries, column 0
     a dummy "new object": s = (cos + 1) / 2 + c1·mask IoU + c2·box IoU + c0·score + c3·same
     class, with ``coeffs`` = (c0, c1, c2, c3); the dummy has cos 0 and both IoUs
-    ``dummy_iou`` (1.4 with the defaults), so a detection takes an entry only above it."""
+    ``dummy_iou`` (1.4 with the defaults), so a detection takes an entry only above it; with
+    ``dummy_same_class`` the dummy also counts as of the same class (+ c3)."""
     c_score, c_mask, c_box, c_label = (float(c) for c in coeffs)
     n = len(cosine)
     s = (cosine + 1) / 2 + c_mask * mask_ious + c_box * box_ious + c_label * same_class.float()
-    dummy = torch.full((n, 1), 0.5 + (c_mask + c_box) * dummy_iou, dtype=s.dtype)
+    dummy_value = 0.5 + (c_mask + c_box) * dummy_iou + (c_label if dummy_same_class else 0.0)
+    dummy = torch.full((n, 1), dummy_value, dtype=s.dtype)
     return torch.cat((dummy, s), dim=1) + c_score * scores[:, None].to(s.dtype)
 
 
-def assign_by_score(v: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+def assign_by_score(
+    v: torch.Tensor, scores: torch.Tensor, conflict: str = "next_option"
+) -> torch.Tensor:
     """One frame's association from matching scores v (N, M + 1), column 0 the dummy: the
     detections in descending detection score (ties: input order) each take the best entry
     not taken yet whose score exceeds the dummy's, else a new id (−1). So a conflict goes to
-    the higher-scoring detection, as in STMask, and the other takes its next option."""
+    the higher-scoring detection, as in STMask; with ``conflict`` "next_option" the other
+    takes its next option, with "drop" it is dropped (−2: no id, no entry) when its best
+    option was taken."""
+    if conflict not in CONFLICTS:
+        raise ValueError(f"MODEL.TRACKER.MEMORY.CONFLICT {conflict!r} is not one of {CONFLICTS}")
     result = torch.full((len(v),), -1, dtype=torch.int64)
     if v.shape[1] == 1:
         return result
     free = torch.ones(v.shape[1] - 1, dtype=torch.bool)
     for i in torch.sort(scores.cpu(), descending=True, stable=True).indices.tolist():
+        if conflict == "drop":
+            best = int(v[i, 1:].argmax())
+            if v[i, 1 + best] > v[i, 0]:
+                result[i] = best if free[best] else DROPPED
+                free[best] = False
+            continue
         options = torch.where(free, v[i, 1:], float("-inf"))
         best = int(options.argmax())
         if options[best] > v[i, 0]:
@@ -84,13 +104,18 @@ class MemoryTracker(Tracker):
     (N, C) when given (kept with the entry and decayed with its score), and matches them to the
     propagated entries by :func:`matching_scores` and :func:`assign_by_score`: an entry is
     matched at most once a frame, the higher detection score wins a conflict and the other
-    detection takes its next option or a new id (the authors drop it from the output; here
-    no detection is lost and no two share an id). A matched entry takes the detection's
-    fields and its missed count is reset; every other detection becomes a new entry.
+    detection takes its next option or a new id (``conflict`` "next_option": no detection is
+    lost and no two share an id), or is dropped ("drop", as the authors' code). A matched
+    entry takes the detection's fields and its missed count is reset; every other detection
+    not dropped becomes a new entry.
 
     :meth:`carried` returns the entries missed in this frame that are still shown: missed at
     most ``max_missed`` frames, score (decayed by ``score_decay`` per propagation) above
-    ``min_score`` and a mask of more than one pixel.
+    ``min_score`` and a mask of more than one pixel. ``output`` says what the model shows:
+    "detections", the frame's detections and :meth:`carried`; "memory", :meth:`carried` alone,
+    which then holds every entry still shown, matched and new ones included (missed 0).
+    ``dummy_same_class``: see :func:`matching_scores`; ``conflict``: see
+    :func:`assign_by_score` (a dropped detection gets the id −1 and no entry).
 
     An entry missed for more than ``forget_after`` frames (``MODEL.TRACKER.FORGET_AFTER``)
     leaves the memory (its id is not given again), which bounds the memory by the objects of
@@ -106,7 +131,16 @@ class MemoryTracker(Tracker):
         score_decay: float = 0.95,
         min_score: float = 0.05,
         forget_after: int = 30,
+        output: str = "detections",
+        dummy_same_class: bool = False,
+        conflict: str = "next_option",
     ):
+        if conflict not in CONFLICTS:
+            raise ValueError(
+                f"MODEL.TRACKER.MEMORY.CONFLICT {conflict!r} is not one of {CONFLICTS}"
+            )
+        if output not in OUTPUTS:
+            raise ValueError(f"MODEL.TRACKER.MEMORY.OUTPUT {output!r} is not one of {OUTPUTS}")
         if forget_after < 0 or 0 < forget_after < max_missed:
             raise ValueError(
                 f"forget_after must be 0 (never) or at least max_missed ({max_missed}), so that "
@@ -123,6 +157,9 @@ class MemoryTracker(Tracker):
         self.score_decay = score_decay
         self.min_score = min_score
         self.forget_after = forget_after
+        self.output = output
+        self.dummy_same_class = dummy_same_class
+        self.conflict = conflict
         self.reset()
 
     @classmethod
@@ -135,6 +172,9 @@ class MemoryTracker(Tracker):
             score_decay=memory.SCORE_DECAY,
             min_score=memory.MIN_SCORE,
             forget_after=cfg.MODEL.TRACKER.FORGET_AFTER,
+            output=memory.OUTPUT,
+            dummy_same_class=memory.DUMMY_SAME_CLASS,
+            conflict=memory.CONFLICT,
         )
 
     def reset(self) -> None:
@@ -182,8 +222,9 @@ class MemoryTracker(Tracker):
                 (detections.pred_classes[:, None] == mem.pred_classes[None]).cpu(),
                 self.match_coeffs,
                 self.dummy_iou,
+                self.dummy_same_class,
             )
-            match = assign_by_score(v, detections.scores)
+            match = assign_by_score(v, detections.scores, self.conflict)
         self.missed = self.missed + 1
         matched = match >= 0
         ids = torch.empty(n, dtype=torch.int64)
@@ -197,7 +238,8 @@ class MemoryTracker(Tracker):
                 else:
                     self.memory.get(name)[rows] = value
             self.missed[match[matched]] = 0
-        new = ~matched
+        new = match == -1
+        ids[match == DROPPED] = -1
         num_new = int(new.sum())
         ids[new] = torch.arange(self.next_id, self.next_id + num_new)
         self.next_id += num_new
@@ -218,13 +260,13 @@ class MemoryTracker(Tracker):
         self.ids, self.missed = self.ids[keep], self.missed[keep]
 
     def carried(self) -> tuple[Instances | None, torch.Tensor]:
-        """The entries missed in this frame and still shown, and their ids (None and no id
-        before the first object)."""
+        """The entries missed in this frame and still shown (with ``output`` "memory": every
+        entry still shown), and their ids (None and no id before the first object)."""
         if self.memory is None:
             return None, torch.zeros(0, dtype=torch.int64)
         area = (self.memory.mask_probs > 0.5).flatten(1).sum(1).cpu()
         shown = (
-            (self.missed >= 1)
+            (self.missed >= (0 if self.output == "memory" else 1))
             & (self.missed <= self.max_missed)
             & (self.memory.scores.cpu() > self.min_score)
             & (area > 1)
