@@ -41,7 +41,10 @@ class Tracker(ABC):
     @abstractmethod
     def update(self, detections: Instances) -> torch.Tensor:
         """One frame's detections → their track ids (N,) int64 ≥ 0 on the detections' device;
-        no two detections of a frame share an id, and every detection gets one."""
+        no two detections of a frame share an id, and every detection gets one, except where a
+        setting asks the tracker to drop detections (``MemoryTracker`` with
+        ``MODEL.TRACKER.MEMORY.CONFLICT "drop"``, an authors' rule): those get −1 and are not
+        shown."""
 
     @abstractmethod
     def __len__(self) -> int:
