@@ -62,9 +62,10 @@ class DCN(nn.Module):
                                           stride=stride, padding=padding)  # fmt: skip
 
     def forward(self, x):
-        out = self.conv_offset_mask(x)
-        o1, o2, mask = torch.chunk(out, 3, dim=1)
-        offset = torch.cat((o1, o2), dim=1)
+        # DCNv2's layout: 2/3 of the channels are (dy, dx) offsets, the last third modulation
+        offset_and_mask = self.conv_offset_mask(x)
+        split = offset_and_mask.shape[1] * 2 // 3
+        offset, mask = offset_and_mask[:, :split], offset_and_mask[:, split:]
         return deform_conv2d(
             x,
             offset,
