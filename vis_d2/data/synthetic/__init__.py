@@ -13,6 +13,7 @@ Layout written under ``out_dir``::
 
     train/JPEGImages/<video>/00000.jpg, ...    train.json
     valid/JPEGImages/<video>/00000.jpg, ...    valid.json
+    train_coco.json, valid_coco.json           (with ``--coco``: the frames as COCO images)
 
 Command line: ``python -m vis_d2.data.synthetic --out DIR --videos N --frames T --seed S``.
 The output depends only on the arguments (not on ``workers``): every video draws from its own
@@ -20,12 +21,22 @@ The output depends only on the arguments (not on ``workers``): every video draws
 
 Modules: ``shapes`` (outlines, textures, backgrounds), ``motion`` (object trajectories),
 ``video`` (rendering one video and its visible masks), ``ytvis_json`` (a split's json),
+``coco_json`` (a split's frames as a COCO instances json),
 ``dataset`` (``generate``: both splits, in parallel), ``cli`` (``main``).
 """
 
 from .cli import main
+from .coco_json import coco_from_ytvis, write_coco_json
 from .dataset import generate
 from .shapes import CLASS_HUES, CLASS_NAMES
 from .video import MIN_VISIBLE_AREA
 
-__all__ = ["CLASS_HUES", "CLASS_NAMES", "MIN_VISIBLE_AREA", "generate", "main"]
+__all__ = [
+    "CLASS_HUES",
+    "CLASS_NAMES",
+    "MIN_VISIBLE_AREA",
+    "coco_from_ytvis",
+    "generate",
+    "main",
+    "write_coco_json",
+]

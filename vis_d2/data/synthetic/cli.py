@@ -7,6 +7,7 @@ import json
 import sys
 import time
 
+from .coco_json import write_coco_json
 from .dataset import MIN_SIDE, generate
 
 __all__ = ["main"]
@@ -50,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="frame height in pixels (default 192)")
     parser.add_argument("--workers", type=_int_at_least(1), default=1,
                         help="parallel processes (default 1)")
+    parser.add_argument("--coco", action="store_true",
+                        help="also write DIR/{train,valid}_coco.json: the frames as a COCO "
+                             "instances set for image models (image root DIR/<split>/JPEGImages)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
 
@@ -58,6 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         paths = generate(args.out, args.videos, args.frames, args.seed,
                          num_val_videos=args.val_videos, width=args.width, height=args.height,
                          workers=args.workers, progress=not args.no_progress)
+        if args.coco:
+            for split, path in list(paths.items()):
+                paths[f"{split}_coco"] = write_coco_json(
+                    path, path.with_name(f"{split}_coco.json"))
     except ValueError as e:
         parser.error(str(e))
     except OSError as e:
@@ -66,8 +74,12 @@ def main(argv: list[str] | None = None) -> int:
     elapsed = time.perf_counter() - start
     for split, path in paths.items():
         data = json.loads(path.read_text(encoding="utf-8"))
-        frames = sum(v["length"] for v in data["videos"])
-        print(f"{split}: {len(data['videos'])} videos, {frames} frames, "
-              f"{len(data['annotations'])} instances -> {path}")
+        if "videos" in data:
+            frames = sum(v["length"] for v in data["videos"])
+            print(f"{split}: {len(data['videos'])} videos, {frames} frames, "
+                  f"{len(data['annotations'])} instances -> {path}")
+        else:
+            print(f"{split}: {len(data['images'])} images, {len(data['annotations'])} "
+                  f"instances -> {path}")
     print(f"done in {elapsed:.1f} s")
     return 0
