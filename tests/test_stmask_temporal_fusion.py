@@ -376,5 +376,5 @@ def test_the_mask_crop_keeps_pixels_by_centre_or_by_index_with_padding():
     index = cross_frame_masks(protos, coef, boxes, im, crop=("index", 1))[0] > 0.5
     assert centre.nonzero()[:, 1].unique().tolist() == [2, 3, 4, 5]
     assert index.nonzero()[:, 1].unique().tolist() == [2, 3, 4, 5, 6]
-    with pytest.raises(ValueError, match="MODEL.STMASK.MASK_CROP.RULE"):
+    with pytest.raises(ValueError, match="cell rule 'corner'"):
         cross_frame_masks(protos, coef, boxes, im, crop=("corner", 1))

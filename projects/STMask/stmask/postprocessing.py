@@ -88,12 +88,12 @@ def prototype_masks(
 ) -> torch.Tensor:
     """Bool masks (N, H_out, W_out) of σ(prototypes · tanh(coefficients)) inside the boxes:
     ``protos`` (1, M, H/4, W/4) of an ``input_size`` frame, ``instances`` with ``pred_boxes``
-    (input px) and ``coefficients`` (N, M) pre-tanh; ``crop`` the rule and padding of
-    :func:`crop_boxes`."""
+    (input px) and ``coefficients`` (N, M) pre-tanh; ``crop`` the cell rule and padding of
+    ``MODEL.STMASK.MASK_CROP`` (:mod:`.mask_crop`)."""
     return assemble_masks(
         protos,
         0,
-        crop_boxes(instances.pred_boxes.tensor, PROTO_STRIDE, *crop),
+        crop_boxes(instances.pred_boxes.tensor, PROTO_STRIDE, crop[1]),
         torch.tanh(instances.coefficients)[:, None],
         1,
         1,
@@ -101,4 +101,5 @@ def prototype_masks(
         input_size=input_size,
         output_size=output_size,
         threshold=threshold,
+        cell_rule=crop[0],
     )

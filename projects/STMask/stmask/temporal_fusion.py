@@ -161,9 +161,13 @@ def cross_frame_masks(
     (N, K) pre-tanh, ``boxes`` (N, 4) XYXY px, ``im_inds`` (N,) int64 → (N, H, W)
     probabilities, 0 at pixels whose centre ((u + 0.5)·stride, (v + 0.5)·stride) is outside
     the box (x1 ≤ · < x2, y1 ≤ · < y2): the shared box-window assembly with one cell.
-    ``crop``: the rule and padding of :func:`.mask_crop.crop_boxes` (the default: the box
-    itself)."""
-    windows = blend(protos, im_inds, crop_boxes(boxes, stride, *crop), coef.tanh()[:, None], 1, 1)
+    ``crop``: the cell rule and padding of ``MODEL.STMASK.MASK_CROP`` (:mod:`.mask_crop`; the
+    default: the box itself)."""
+    rule, padding = crop
+    windows = blend(
+        protos, im_inds, crop_boxes(boxes, stride, padding), coef.tanh()[:, None], 1, 1,
+        cell_rule=rule,
+    )
     return paste_windows(windows, *protos.shape[-2:])
 
 
