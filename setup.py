@@ -25,11 +25,12 @@ ROOT = Path(__file__).resolve().parent
 # the methods built on vis_d2, projects/<Method>/ with a package and a configs/ folder:
 # installed with vis_d2; model_zoo finds their configs (as "<Method>/<name>") through the
 # entry points below
-PROJECTS = {"SipMaskVIS": "sipmask_vis", "STMask": "stmask"}
+PROJECTS = {"SipMask": "sipmask", "SipMaskVIS": "sipmask_vis", "STMask": "stmask"}
 # every method's add_<method>_config, SG-Net's included: get_cfg() adds the keys of each
 METHOD_CONFIG_ADDERS = {
     "sgnet": "vis_d2.modeling.sgnet.config:add_sgnet_config",
-    "sipmask_vis": "sipmask_vis.config:add_sipmask_config",
+    "sipmask": "sipmask.config:add_sipmask_config",
+    "sipmask_vis": "sipmask_vis.config:add_sipmask_vis_config",
     "stmask": "stmask.config:add_stmask_config",
 }
 
@@ -45,7 +46,10 @@ for name, pkg in PROJECTS.items():
 setup(
     name="vis_d2",
     version="0.1.0",
-    description="One-stage video instance segmentation (SG-Net, SipMask-VIS, STMask) on Detectron2",
+    description=(
+        "One-stage video instance segmentation (SG-Net, SipMask-VIS, STMask) and SipMask for "
+        "images on Detectron2"
+    ),
     packages=find_packages(include=("vis_d2", "vis_d2.*")) + list(package_dir),
     package_dir=package_dir,
     package_data=package_data,

@@ -64,7 +64,8 @@ def test_long_synthetic_config_is_the_synthetic_one_trained_longer():
 
 
 def test_every_method_adds_its_keys_through_an_entry_point():
-    from sipmask_vis import add_sipmask_config
+    from sipmask import add_sipmask_config
+    from sipmask_vis import add_sipmask_vis_config
     from stmask import add_stmask_config
 
     from vis_d2.modeling.sgnet import add_sgnet_config
@@ -72,13 +73,14 @@ def test_every_method_adds_its_keys_through_an_entry_point():
     adders = {e.name: e.load() for e in entry_points(group="vis_d2.method_configs")}
     assert adders == {
         "sgnet": add_sgnet_config,
-        "sipmask_vis": add_sipmask_config,
+        "sipmask": add_sipmask_config,
+        "sipmask_vis": add_sipmask_vis_config,
         "stmask": add_stmask_config,
     }
     cfg = vis_d2_cfg()
     for node, add_config in (
         ("SGNET", add_sgnet_config),
-        ("SIPMASK", add_sipmask_config),
+        ("SIPMASK", add_sipmask_vis_config),
         ("STMASK", add_stmask_config),
     ):
         own = add_config(get_cfg())  # what the entry point adds, and only that

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import REPO, frame_outputs, run_python
 from mask_reference import subregion_index
-from sipmask_vis.spatial_coefficients import SpatialCoefficients
+from sipmask.spatial_coefficients import SpatialCoefficients
 
 from vis_d2.engine.predictor import load_model, setup_cfg
 from vis_d2.engine.weight_conversion import (

@@ -308,6 +308,21 @@ def test_fast_nms_option_lets_suppressed_boxes_suppress():
         _infer(head, locs, nms_type="soft")
 
 
+def test_nms_iou_offset_adds_one_pixel_to_the_widths_and_heights():
+    cls = [-20.0] * NUM_CLASSES
+    cls[3] = 2.0
+    # [10,10,30,30] and [13,10,33,30]: IoU 340 / 460 = 0.739; with +1 on every width and height
+    # (mmdetection v1's nms) 18 · 21 / (2 · 21² − 18 · 21) = 378 / 504 = 0.75
+    head, locs = _head_with(
+        [(10, 10, 10, 10), (15, 10, 5, 10)], [cls, cls], [1.0, 0.0], [(20, 20), (28, 20)]
+    )
+    kept = _infer(head, locs, nms_thresh=0.745)
+    assert kept.pred_boxes.tensor.tolist() == [[10, 10, 30, 30], [13, 10, 33, 30]]
+    assert len(_infer(head, locs, nms_thresh=0.745, nms_iou_offset=1.0)) == 1
+    assert len(_infer(head, locs, nms_thresh=0.745, nms_type="fast", nms_iou_offset=1.0)) == 1
+    assert len(_infer(head, locs, nms_thresh=0.75, nms_iou_offset=1.0)) == 2
+
+
 def test_thresh_with_ctr_changes_only_the_candidates():
     cls = [-20.0] * NUM_CLASSES
     cls[1] = 0.0  # sigmoid 0.5

@@ -56,7 +56,7 @@ VIS_D2 = UTILS.parent
 # the packages whose modules the methods are assembled from may not import the machinery that
 # runs them (training, evaluation, export, benchmarking)
 NOT_FROM_MODELING = {"benchmark", "engine", "evaluation", "export", "model_zoo"}
-METHOD_MODULES = {"sgnet", "sipmask_vis", "stmask"}
+METHOD_MODULES = {"sgnet", "sipmask", "sipmask_vis", "stmask"}
 
 
 def _imported_modules(path: Path) -> set[str]:

@@ -11,9 +11,10 @@ from conftest import REPO, datasets_env, run_python, training_batch
 from detectron2.modeling import build_model
 from detectron2.structures import Instances
 from detectron2.utils.events import EventStorage
-from sipmask_vis import SipMaskVIS, add_sipmask_config
-from sipmask_vis.feature_align import FeatureAlign
-from sipmask_vis.losses import alignment_weights, jitter_boxes, track_loss
+from sipmask.feature_align import FeatureAlign
+from sipmask.losses import alignment_weights
+from sipmask_vis import SipMaskVIS, add_sipmask_vis_config
+from sipmask_vis.losses import jitter_boxes, track_loss
 from torch.nn import functional as F
 
 from vis_d2.config import get_cfg
@@ -64,7 +65,7 @@ def test_config_keys_come_from_the_installed_package():
         get_cfg().merge_from_list(["MODEL.SIPMASK.NO_SUCH_KEY", "1"])
     from detectron2.config import get_cfg as detectron2_cfg
 
-    own = add_sipmask_config(detectron2_cfg())  # what the entry point adds, and only that
+    own = add_sipmask_vis_config(detectron2_cfg())  # what the entry point adds, and only that
     assert set(own.MODEL.SIPMASK) == set(cfg.MODEL.SIPMASK)
 
 

@@ -368,5 +368,5 @@ def test_train_and_test_loaders(tmp_path):
     assert [v[0]["video_id"] for v in videos] == [1, 2]
     assert len(videos[0][0]["frames"]) == 3
     cfg.DATALOADER.SAMPLER_TRAIN = "RepeatFactorTrainingSampler"
-    with pytest.raises(ValueError, match="not supported for videos"):
+    with pytest.raises(ValueError, match="RepeatFactorTrainingSampler is not supported"):
         build_video_train_loader(cfg)

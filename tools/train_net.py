@@ -5,6 +5,11 @@
     python tools/train_net.py --config-file configs/SGNet_R101.yaml --eval-only MODEL.WEIGHTS m.pth
     python tools/train_net.py --config-file configs/SGNet_R101.yaml --eval-only --exported exp/
     python tools/train_net.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml
+    python tools/train_net.py --config-file projects/SipMask/configs/SipMask_R50_1x.yaml
+
+A video META_ARCH trains on video splits and is scored by the YouTube-VIS evaluator; an image
+one (e.g. SipMask) on detectron2's image splits (``coco_2017_train``, ...) with its
+``DatasetMapper``, scored by its ``COCOEvaluator``.
 
 Without a GPU, the model runs on the CPU and ``--num-gpus N`` starts N CPU processes (gloo),
 sharing the cores among them unless OMP_NUM_THREADS says otherwise. ``--num-machines``,
@@ -42,10 +47,10 @@ from vis_d2.engine import (
     CheckpointError,
     OutputDirInUseError,
     VISCheckpointer,
-    VISTrainer,
     close_process_group,
     exit_with_parent,
     hold_output_dir,
+    trainer_class,
 )
 from vis_d2.engine.predictor import setup_cfg
 from vis_d2.export import ExportedModel
@@ -100,6 +105,7 @@ def main(args):
 def run(args):
     """Evaluate (``--eval-only``) or train, as the command line says; returns the results."""
     cfg = setup_cfg(args.config_file, args.opts)
+    trainer_cls = trainer_class(cfg)  # the video or the image trainer, as the META_ARCH needs
     if args.eval_only and args.exported:
         setup(cfg, args)
         exported = ExportedModel(args.exported, opts=args.opts, device=cfg.MODEL.DEVICE)
@@ -110,20 +116,20 @@ def run(args):
                 f"{cfg.MODEL.META_ARCHITECTURE} one"
             )
         logger.info(f"evaluating the {exported.format} export in {args.exported}")
-        return VISTrainer.test(cfg, exported.model)
+        return trainer_cls.test(cfg, exported.model)
     if args.eval_only:
         setup(cfg, args)
-        model = VISTrainer.build_model(cfg)
+        model = trainer_cls.build_model(cfg)
         with explain_download_errors(cfg.MODEL.WEIGHTS):
             VISCheckpointer(model, save_dir=cfg.OUTPUT_DIR).resume_or_load(
                 cfg.MODEL.WEIGHTS, resume=args.resume, strict=True
             )
-        return VISTrainer.test(cfg, model)
+        return trainer_cls.test(cfg, model)
     # one training at a time writes an OUTPUT_DIR (its log, config, checkpoints)
     held = hold_output_dir(cfg.OUTPUT_DIR) if comm.is_main_process() else contextlib.nullcontext()
     with held:
         setup(cfg, args)
-        trainer = VISTrainer(cfg)
+        trainer = trainer_cls(cfg)
         with explain_download_errors(cfg.MODEL.WEIGHTS):
             trainer.resume_or_load(resume=args.resume)
         return trainer.train()

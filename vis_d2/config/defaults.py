@@ -53,6 +53,9 @@ def add_fcos_config(cfg: CN) -> CN:
     # with CLIP_BEFORE_NMS, before it (1 and True: mmdetection v1's distance2bbox)
     _C.CLIP_BEFORE_NMS = False
     _C.CLIP_OFFSET = 0.0
+    # added to the widths and heights of the boxes (and their intersection) in the NMS IoU
+    # (1: mmdetection v1's nms op, input pixels)
+    _C.NMS_IOU_OFFSET = 0.0
     return cfg
 
 

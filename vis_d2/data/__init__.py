@@ -1,7 +1,13 @@
 """Video data: YouTube-VIS/OVIS loading and registration, mappers, loaders, the synthetic set."""
 
 from . import builtin  # noqa: F401  registers the named splits
-from .build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
+from .build import (
+    build_image_test_loader,
+    build_image_train_loader,
+    build_video_test_loader,
+    build_video_train_loader,
+    get_video_dataset_dicts,
+)
 from .builtin import BUILTIN_SPLITS, class_metadata
 from .dataset_mapper import (
     VideoFrames,
@@ -29,6 +35,8 @@ __all__ = [
     "YTVISDatasetMapper",
     "YTVISTestMapper",
     "build_frame_augmentation",
+    "build_image_test_loader",
+    "build_image_train_loader",
     "build_video_test_loader",
     "build_video_train_loader",
     "class_metadata",

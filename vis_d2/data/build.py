@@ -16,8 +16,10 @@ from detectron2.config import CfgNode
 from detectron2.data import (
     DatasetCatalog,
     DatasetFromList,
+    DatasetMapper,
     MetadataCatalog,
     build_detection_test_loader,
+    get_detection_dataset_dicts,
 )
 from detectron2.data.build import trivial_batch_collator, worker_init_reset_seed
 from detectron2.data.detection_utils import check_metadata_consistency
@@ -26,12 +28,15 @@ from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
 
 from .dataset_mapper import YTVISDatasetMapper, YTVISTestMapper
+from .transforms import build_frame_augmentation
 
 __all__ = [
     "ResumableTrainingSampler",
-    "get_video_dataset_dicts",
-    "build_video_train_loader",
+    "build_image_test_loader",
+    "build_image_train_loader",
     "build_video_test_loader",
+    "build_video_train_loader",
+    "get_video_dataset_dicts",
 ]
 
 logger = logging.getLogger(__name__)
@@ -203,15 +208,57 @@ class _TrainingBatches(torchdata.IterableDataset):
             yield [self._map(index, seed) for index, seed in batch]
 
     def _map(self, index: int, seed: int) -> dict:
-        video = self._dataset[index]
+        item = self._dataset[index]
         with _seeded_rngs(seed):
-            sample = self._mapper(video)
+            sample = self._mapper(item)
         if sample is None:
+            what = f"video {item['video_id']}" if "video_id" in item else item.get("file_name")
             raise ValueError(
-                f"the training mapper returned None for video {video.get('video_id')}; "
+                f"the training mapper returned None for {what}; "
                 "every sample of the training stream must map"
             )
         return sample
+
+
+def _training_stream(
+    cfg: CfgNode,
+    dataset: list[dict],
+    mapper: Callable[[dict], dict],
+    start_iter: int,
+) -> torchdata.DataLoader:
+    """An endless loader of mapped batches of ``dataset``, SOLVER.IMS_PER_BATCH items per
+    iteration over all processes, from iteration ``start_iter`` on (see
+    :class:`ResumableTrainingSampler`)."""
+    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
+        raise ValueError(
+            f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN} is not supported; "
+            "use TrainingSampler (items are drawn uniformly)"
+        )
+    world_size = comm.get_world_size()
+    if cfg.SOLVER.IMS_PER_BATCH <= 0 or cfg.SOLVER.IMS_PER_BATCH % world_size:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be a positive multiple of "
+            f"the number of processes ({world_size})"
+        )
+    groups = None
+    if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
+        groups = [int(d["width"] <= d["height"]) for d in dataset]
+    sampler = ResumableTrainingSampler(
+        len(dataset),
+        cfg.SOLVER.IMS_PER_BATCH // world_size,
+        seed=cfg.SEED if cfg.SEED >= 0 else None,
+        start_iter=start_iter,
+        group_ids=groups,
+    )
+    if start_iter:
+        logger.info(f"The training stream resumes at iteration {start_iter}")
+    return torchdata.DataLoader(
+        _TrainingBatches(dataset, mapper, sampler),
+        batch_size=None,
+        num_workers=cfg.DATALOADER.NUM_WORKERS,
+        collate_fn=trivial_batch_collator,
+        worker_init_fn=worker_init_reset_seed,
+    )
 
 
 def build_video_train_loader(
@@ -223,39 +270,34 @@ def build_video_train_loader(
     Batches come from a :class:`ResumableTrainingSampler` seeded with ``SEED`` (a seed shared by
     the processes when SEED < 0), grouped by orientation with DATALOADER.ASPECT_RATIO_GROUPING.
     """
-    if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
-        raise ValueError(
-            f"DATALOADER.SAMPLER_TRAIN={cfg.DATALOADER.SAMPLER_TRAIN} is not supported "
-            "for videos; use TrainingSampler (videos are drawn uniformly)"
-        )
-    world_size = comm.get_world_size()
-    if cfg.SOLVER.IMS_PER_BATCH <= 0 or cfg.SOLVER.IMS_PER_BATCH % world_size:
-        raise ValueError(
-            f"SOLVER.IMS_PER_BATCH={cfg.SOLVER.IMS_PER_BATCH} must be a positive multiple of "
-            f"the number of processes ({world_size})"
-        )
     dataset = get_video_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
-    groups = None
-    if cfg.DATALOADER.ASPECT_RATIO_GROUPING:
-        groups = [int(v["width"] <= v["height"]) for v in dataset]
-    sampler = ResumableTrainingSampler(
-        len(dataset),
-        cfg.SOLVER.IMS_PER_BATCH // world_size,
-        seed=cfg.SEED if cfg.SEED >= 0 else None,
-        start_iter=start_iter,
-        group_ids=groups,
+    mapper = mapper if mapper is not None else YTVISDatasetMapper(cfg, True)
+    return _training_stream(cfg, dataset, mapper, start_iter)
+
+
+def build_image_train_loader(
+    cfg: CfgNode, mapper: Callable[[dict], dict] | None = None, *, start_iter: int = 0
+) -> torchdata.DataLoader:
+    """The image counterpart of :func:`build_video_train_loader`: batches of detectron2's
+    dataset dicts of DATASETS.TRAIN (``get_detection_dataset_dicts``) mapped by ``mapper``
+    (default: detectron2's ``DatasetMapper`` with the image augmentation of the config), in the
+    same resumable, seeded stream."""
+    dataset = get_detection_dataset_dicts(
+        cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
     )
-    if start_iter:
-        logger.info(f"The training stream resumes at iteration {start_iter}")
-    return torchdata.DataLoader(
-        _TrainingBatches(
-            dataset, mapper if mapper is not None else YTVISDatasetMapper(cfg, True), sampler
-        ),
-        batch_size=None,
-        num_workers=cfg.DATALOADER.NUM_WORKERS,
-        collate_fn=trivial_batch_collator,
-        worker_init_fn=worker_init_reset_seed,
-    )
+    if mapper is None:
+        mapper = DatasetMapper(cfg, True, augmentations=build_frame_augmentation(cfg, True))
+    return _training_stream(cfg, dataset, mapper, start_iter)
+
+
+def build_image_test_loader(
+    cfg: CfgNode, dataset_name: str, mapper: Callable[[dict], dict] | None = None
+) -> torchdata.DataLoader:
+    """detectron2's test loader of ``dataset_name`` with its ``DatasetMapper`` and the image
+    augmentation of the config (the test resize)."""
+    if mapper is None:
+        mapper = DatasetMapper(cfg, False, augmentations=build_frame_augmentation(cfg, False))
+    return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
 
 def build_video_test_loader(cfg: CfgNode, dataset_name: str, mapper: YTVISTestMapper | None = None):

@@ -6,6 +6,11 @@ Layout expected (the archives' own layout), with S in train, valid, test::
     ytvis_2021/S/JPEGImages/<video>/<frame>.jpg    ytvis_2021/S.json
     ovis/S/<video>/<frame>.jpg                     ovis/annotations/annotations_S.json
     synthetic_vis/S/JPEGImages/...                 synthetic_vis/S.json (train and valid only)
+
+and the synthetic set's frames as COCO instances sets (``python -m vis_d2.data.synthetic
+--coco``), ``synthetic_coco_train``/``_val``, read by detectron2's ``register_coco_instances``::
+
+    synthetic_vis/S/JPEGImages/...                 synthetic_vis/S_coco.json
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import os
 
 from detectron2.data import DatasetCatalog
+from detectron2.data.datasets import register_coco_instances
 from detectron2.utils.colormap import colormap
 
 from .synthetic import CLASS_NAMES as SYNTHETIC_CLASSES
@@ -173,6 +179,17 @@ def _builtin_splits() -> dict[str, tuple[tuple[str, ...], str, str]]:
 BUILTIN_SPLITS = _builtin_splits()
 
 
+# the image sets: name -> (classes, image root, COCO json), paths relative to the root
+BUILTIN_IMAGE_SPLITS = {
+    f"synthetic_coco_{split}": (
+        SYNTHETIC_CLASSES,
+        f"synthetic_vis/{_SPLITS[split]}/JPEGImages",
+        f"synthetic_vis/{_SPLITS[split]}_coco.json",
+    )
+    for split in ("train", "val")
+}
+
+
 def register_all(root: str) -> None:
     """Register every builtin split under ``root`` (existing registrations are left alone)."""
     for name, (classes, image_root, json_file) in BUILTIN_SPLITS.items():
@@ -184,6 +201,14 @@ def register_all(root: str) -> None:
             os.path.join(root, json_file),
             os.path.join(root, image_root),
         )
+    for name, (classes, image_root, json_file) in BUILTIN_IMAGE_SPLITS.items():
+        if name not in DatasetCatalog.list():
+            register_coco_instances(
+                name,
+                class_metadata(classes),
+                os.path.join(root, json_file),
+                os.path.join(root, image_root),
+            )
 
 
 def datasets_root() -> str:

@@ -1,5 +1,5 @@
 from .checkpoint import CheckpointError, VISCheckpointer
-from .defaults import VISTrainer
+from .defaults import ImageTrainer, VISTrainer, trainer_class
 from .hooks import PeriodicCheckpointer
 from .inference import inference_on_videos
 from .launch import OutputDirInUseError, close_process_group, exit_with_parent, hold_output_dir
@@ -8,6 +8,7 @@ from .optimizer import build_optimizer
 
 __all__ = [
     "CheckpointError",
+    "ImageTrainer",
     "OutputDirInUseError",
     "PeriodicCheckpointer",
     "VISCheckpointer",
@@ -18,4 +19,5 @@ __all__ = [
     "exit_with_parent",
     "hold_output_dir",
     "inference_on_videos",
+    "trainer_class",
 ]

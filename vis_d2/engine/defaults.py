@@ -1,5 +1,7 @@
 """``VISTrainer``: detectron2's DefaultTrainer wired to video data, the YouTube-VIS evaluator,
-video inference and the exponential LR schedule, with exact resuming and atomic checkpoints."""
+video inference and the exponential LR schedule, with exact resuming and atomic checkpoints;
+``ImageTrainer``: the same for image models on detectron2's image data and COCO evaluator;
+``trainer_class`` picks the one a config's META_ARCH needs."""
 
 from __future__ import annotations
 
@@ -17,12 +19,18 @@ import torch
 from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
-from detectron2.evaluation import DatasetEvaluator, print_csv_format
+from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, print_csv_format
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils import comm
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data import build_video_test_loader, build_video_train_loader
+from ..data import (
+    build_image_test_loader,
+    build_image_train_loader,
+    build_video_test_loader,
+    build_video_train_loader,
+)
 from ..evaluation import YTVISEvaluator
 from ..modeling.meta_arch import VISModel
 from ..utils.precision import use_autocast
@@ -32,7 +40,7 @@ from .inference import inference_on_videos
 from .lr_scheduler import build_lr_scheduler
 from .optimizer import build_optimizer
 
-__all__ = ["VISTrainer"]
+__all__ = ["ImageTrainer", "VISTrainer", "trainer_class"]
 
 logger = logging.getLogger(__name__)
 
@@ -255,3 +263,38 @@ class VISTrainer(DefaultTrainer):
                     logger.info(f"Evaluation results for {name} in csv format:")
                     print_csv_format(results[name])
         return results if len(results) != 1 else next(iter(results.values()))
+
+
+class ImageTrainer(VISTrainer):
+    """:class:`VISTrainer` for image models (detectron2's batch of images in, ``[{"instances"}]``
+    out): training batches from :func:`vis_d2.data.build_image_train_loader` (detectron2's
+    dataset dicts and ``DatasetMapper``, the same exact-resume stream), evaluation by
+    detectron2's ``DefaultTrainer.test`` with its ``COCOEvaluator`` (box and mask AP)."""
+
+    @classmethod
+    def build_train_loader(cls, cfg: CfgNode, *, start_iter: int = 0):
+        return build_image_train_loader(cfg, start_iter=start_iter)
+
+    @classmethod
+    def build_test_loader(cls, cfg: CfgNode, dataset_name: str):
+        return build_image_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg: CfgNode, dataset_name: str, output_folder: str | None = None):
+        output_folder = output_folder or os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return COCOEvaluator(dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def test(
+        cls, cfg: CfgNode, model: nn.Module, evaluators: list[DatasetEvaluator] | None = None
+    ) -> dict:
+        """detectron2's image inference and evaluation on every split of ``cfg.DATASETS.TEST``."""
+        with preserved_rng_states():  # evaluating does not change the training's random numbers
+            return DefaultTrainer.test.__func__(cls, cfg, model, evaluators)
+
+
+def trainer_class(cfg: CfgNode) -> type[VISTrainer]:
+    """:class:`VISTrainer` for a video META_ARCH (a :class:`VISModel`), :class:`ImageTrainer`
+    for any other (an image model with detectron2's interface)."""
+    arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
+    return VISTrainer if issubclass(arch, VISModel) else ImageTrainer

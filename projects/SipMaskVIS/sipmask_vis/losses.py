@@ -1,25 +1,12 @@
-"""SipMask-VIS's training signals besides FCOS's: mask alignment weights, reference-box
-jitter and the track (embedding matching) loss."""
+"""SipMask-VIS's track-branch training signals: reference-box jitter and the track (embedding
+matching) loss."""
 
 from __future__ import annotations
 
 import torch
 from torch.nn import functional as F
 
-__all__ = ["alignment_weights", "jitter_boxes", "track_loss"]
-
-
-def alignment_weights(
-    scores: torch.Tensor, ious: torch.Tensor, im_inds: torch.Tensor, eps: float = 1e-4
-) -> torch.Tensor:
-    """Mask alignment weights of N positives: w = score × IoU (score: the class probability of
-    the GT class, IoU: predicted vs GT box), detached and normalised per image to mean 1,
-    w ← w / (Σ_image w + eps) · n_image. ``im_inds`` (N,) is each positive's image."""
-    w = (scores * ious).detach()
-    num_images = int(im_inds.max()) + 1 if len(im_inds) else 0
-    sums = w.new_zeros(num_images).index_add_(0, im_inds, w)
-    counts = w.new_zeros(num_images).index_add_(0, im_inds, torch.ones_like(w))
-    return w / (sums[im_inds] + eps) * counts[im_inds]
+__all__ = ["jitter_boxes", "track_loss"]
 
 
 def jitter_boxes(boxes: torch.Tensor, amplitude: float) -> torch.Tensor:

@@ -6,50 +6,39 @@ from __future__ import annotations
 import torch
 from detectron2.config import CfgNode, configurable
 from detectron2.modeling import META_ARCH_REGISTRY, Backbone, build_backbone
-from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
+from detectron2.structures import Instances
 from detectron2.utils.events import get_event_storage
+from sipmask.basis import BasisModule
+from sipmask.feature_align import FeatureAlign
+from sipmask.sipmask import (
+    SipMaskParts,
+    basis_area,
+    check_choices,
+    sipmask_modules,
+)
+from sipmask.spatial_coefficients import SpatialCoefficients
 from torch import nn
 
-from vis_d2.modeling.common import box_iou_with_offset, cap_per_image, read_at_centres
-from vis_d2.modeling.fcos import (
-    FCOS,
-    FCOSTargets,
-    flatten_levels,
-)
-from vis_d2.modeling.mask_windows import (
-    CELL_RULES,
-    MASK_RESIZES,
-    assemble_masks,
-    blend,
-    gt_masks_on_basis,
-    gt_windows,
-    mask_loss,
-)
+from vis_d2.modeling.common import read_at_centres
+from vis_d2.modeling.fcos import FCOS, FCOSTargets
+from vis_d2.modeling.mask_windows import mask_loss
 from vis_d2.modeling.meta_arch import VISModel, inference_amp_from_config
 from vis_d2.modeling.tracking import Tracker, build_tracker
 
-from .basis import BasisModule
-from .feature_align import FeatureAlign
 from .graphs import FrameGraph, split_frame_outputs
-from .losses import alignment_weights, jitter_boxes, track_loss
-from .spatial_coefficients import SpatialCoefficients
+from .losses import jitter_boxes, track_loss
 from .track_head import TrackHead
 
 __all__ = ["SipMaskVIS"]
 
-BASIS_STRIDE = 2  # the basis masks' stride in input pixels
 TRACK_LOSS_AVERAGES = ("mean", "per_image")
 
 
-def _boxes_of(locations: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
-    """(N, 2) points and (N, 4) distances in px → (N, 4) XYXY boxes."""
-    return torch.cat((locations - ltrb[:, :2], locations + ltrb[:, 2:]), dim=1)
-
-
 @META_ARCH_REGISTRY.register()
-class SipMaskVIS(VISModel):
+class SipMaskVIS(SipMaskParts, VISModel):
     """SipMask-VIS (Cao et al., ECCV 2020: SipMask, with a MaskTrack R-CNN-style track branch
-    for YouTube-VIS) on a ResNet-FPN backbone.
+    for YouTube-VIS) on a ResNet-FPN backbone: the image model :class:`sipmask.SipMask`'s
+    parts (:class:`sipmask.SipMaskParts`) plus a track head and a tracker.
 
     Per frame: the FCOS towers; FeatureAlign resamples the class tower towards the regressed
     box; class logits and S × S spatial coefficients come from the aligned tower, boxes and
@@ -95,13 +84,12 @@ class SipMaskVIS(VISModel):
         mask_resize: str = "crop_then_resize",
     ):
         super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
-        for name, value, choices in (
-            ("TRACK_LOSS_AVERAGE", track_loss_average, TRACK_LOSS_AVERAGES),
-            ("CELL_RULE", cell_rule, CELL_RULES),
-            ("MASK_RESIZE", mask_resize, MASK_RESIZES),
-        ):
-            if value not in choices:
-                raise ValueError(f"MODEL.SIPMASK.{name} '{value}' is not one of {choices}")
+        check_choices(cell_rule, mask_resize)
+        if track_loss_average not in TRACK_LOSS_AVERAGES:
+            raise ValueError(
+                f"MODEL.SIPMASK.TRACK_LOSS_AVERAGE '{track_loss_average}' is not one of "
+                f"{TRACK_LOSS_AVERAGES}"
+            )
         num_levels = len(fcos.in_features)
         for name, value in (("BASIS_LEVELS", basis_levels), ("TRACK_LEVELS", track_levels)):
             if not 1 <= value <= num_levels:
@@ -133,44 +121,26 @@ class SipMaskVIS(VISModel):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        backbone = build_backbone(cfg)
-        shapes = backbone.output_shape()
-        fcos = FCOS(cfg, shapes)
-        channels = shapes[fcos.in_features[0]].channels
         sp = cfg.MODEL.SIPMASK
-        norm = cfg.MODEL.FCOS.NORM
+        if sp.RESCORING.ENABLED:
+            raise ValueError("MODEL.SIPMASK.RESCORING is SipMask++'s, not part of SipMaskVIS")
+        parts = sipmask_modules(cfg, build_backbone(cfg))
+        channels = parts["coefficients"].conv.in_channels
         return {
-            "backbone": backbone,
-            "fcos": fcos,
-            "feature_align": FeatureAlign(channels, sp.DEFORM_GROUPS, norm)
-            if sp.FEATURE_ALIGN
-            else None,
-            "coefficients": SpatialCoefficients(channels, sp.SUB_REGIONS, sp.NUM_BASES),
-            "basis": BasisModule(
-                channels * sp.BASIS_LEVELS,
-                sp.BASIS_DIM,
-                sp.NUM_BASES,
-                upsample=fcos.strides[0] // BASIS_STRIDE,
+            **parts,
+            "track_head": TrackHead(
+                channels, sp.TRACK_LEVELS, sp.TRACK_CONVS, sp.EMBED_DIM, cfg.MODEL.FCOS.NORM
             ),
-            "track_head": TrackHead(channels, sp.TRACK_LEVELS, sp.TRACK_CONVS, sp.EMBED_DIM, norm),
             "tracker": build_tracker(cfg),
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
             "inference_amp": inference_amp_from_config(cfg),
-            "basis_levels": sp.BASIS_LEVELS,
             "track_levels": sp.TRACK_LEVELS,
             "ref_box_jitter": sp.REF_BOX_JITTER,
-            "mask_align_weight": sp.MASK_ALIGN_WEIGHT,
-            "max_mask_pos_per_image": sp.MAX_MASK_POS_PER_IMAGE,
             "ref_frame_losses": sp.REF_FRAME_LOSSES,
-            "mask_loss_weight": sp.LOSS_WEIGHTS.MASK,
             "track_loss_weight": sp.LOSS_WEIGHTS.TRACK,
-            "mask_thresh": sp.MASK_THRESH,
-            "align_iou_offset": sp.ALIGN_IOU_OFFSET,
             "track_min_box_area": sp.TRACK_MIN_BOX_AREA,
             "track_loss_average": sp.TRACK_LOSS_AVERAGE,
-            "cell_rule": sp.CELL_RULE,
-            "mask_resize": sp.MASK_RESIZE,
         }
 
     @property
@@ -178,29 +148,8 @@ class SipMaskVIS(VISModel):
         return self.fcos.num_classes
 
     @property
-    def sub_regions(self) -> int:
-        return self.coefficients.sub_regions
-
-    @property
     def embedding_stride(self) -> int:
         return self.fcos.strides[0]
-
-    # ----------------------------------------------------------------------- dense outputs
-    def head_outputs(self, features: list[torch.Tensor]) -> dict[str, list[torch.Tensor]]:
-        """The FCOS levels (B, C, H_l, W_l) → per level ``logits`` (B, K, ...), ``reg`` (B, 4,
-        ...) ltrb in strides, ``ctr`` (B, 1, ...), ``bbox_towers`` (B, C, ...) and
-        ``coefficients`` (B, S²·num_bases, ...)."""
-        cls_towers, bbox_towers = self.fcos.head.forward_towers(features)
-        reg, ctr = self.fcos.head.box_outputs(bbox_towers)
-        if self.feature_align is not None:
-            cls_towers = [self.feature_align(c, r) for c, r in zip(cls_towers, reg, strict=True)]
-        return {
-            "logits": self.fcos.head.class_logits(cls_towers),
-            "reg": reg,
-            "ctr": ctr,
-            "bbox_towers": bbox_towers,
-            "coefficients": self.coefficients(cls_towers),
-        }
 
     def embeddings(self, features: list[torch.Tensor]) -> torch.Tensor:
         """The track embedding map (B, D, H_0, W_0) from the FCOS levels."""
@@ -217,55 +166,18 @@ class SipMaskVIS(VISModel):
         locations = self.fcos.locations(levels)
         losses, targets = self.fcos.losses(head, locations, gts[:learn])
         pos = targets.positive(self.fcos.num_classes)
-        boxes = _boxes_of(
-            targets.locations[pos],
-            flatten_levels(head["reg"])[pos].detach() * targets.strides[pos, None],
-        )
-        losses["loss_mask"] = self.mask_loss_weight * self._mask_loss(
-            images, head, gts[:learn], targets, pos, boxes
+        boxes = self.positive_boxes(head, targets, pos)
+        masks = self.positive_masks(images, head, gts[:learn], targets, pos, boxes)
+        losses["loss_mask"] = self.mask_loss_weight * mask_loss(
+            masks.windows, masks.targets, masks.weights
         )
         is_key = targets.im_inds[pos] < num
         if self.track_min_box_area:
-            is_key &= _basis_area(boxes) > 1
+            is_key &= basis_area(boxes) > 1
         losses["loss_track"] = self.track_loss_weight * self._track_loss(
             self.embeddings(levels), gts, num, targets, pos[is_key], boxes[is_key]
         )
         return losses
-
-    def _mask_loss(
-        self,
-        images: ImageList,
-        head: dict[str, list[torch.Tensor]],
-        gts: list[Instances],
-        targets: FCOSTargets,
-        pos: torch.Tensor,
-        boxes: torch.Tensor,
-    ) -> torch.Tensor:
-        """The masks of the positives, assembled on their detached predicted boxes."""
-        keep = cap_per_image(targets.im_inds[pos], self.max_mask_pos_per_image)
-        pos, boxes = pos[keep], boxes[keep]
-        # boxes with at most one basis pixel of area carry no mask to learn
-        large = _basis_area(boxes) > 1
-        pos, boxes = pos[large], boxes[large]
-        im_inds, gt_inds = targets.im_inds[pos], targets.gt_inds[pos]
-        bases = self.basis(head["bbox_towers"][: self.basis_levels])
-        coef = self.coefficients.read(head["coefficients"], pos)
-        size = self.sub_regions
-        windows = blend(
-            bases, im_inds, boxes / BASIS_STRIDE, coef, size, size, cell_rule=self.cell_rule
-        )
-        height, width = images.tensor.shape[-2:]
-        gt_masks = gt_masks_on_basis(gts, height, width, BASIS_STRIDE)
-        weights = None
-        if self.mask_align_weight and len(pos):
-            gt_boxes = torch.cat([g.gt_boxes.tensor for g in gts])[gt_inds]
-            if self.align_iou_offset:
-                ious = box_iou_with_offset(boxes, gt_boxes, self.align_iou_offset).diagonal()
-            else:
-                ious = pairwise_iou(Boxes(boxes), Boxes(gt_boxes)).diagonal()
-            logits = flatten_levels(head["logits"])[pos, targets.labels[pos]]
-            weights = alignment_weights(logits.sigmoid(), ious, im_inds)
-        return mask_loss(windows, gt_windows(gt_masks, gt_inds, windows), weights)
 
     def _track_loss(
         self,
@@ -322,36 +234,14 @@ class SipMaskVIS(VISModel):
         )
         (in_h, in_w), (out_h, out_w) = image.shape[-2:], output_size
         det = self.fcos.detect(head, [(in_h, in_w)])[0]
-        boxes = det.pred_boxes.tensor
+        det.pred_masks = self.detection_masks(
+            head["coefficients"], bases, det, (in_h, in_w), (out_h, out_w)
+        )
         im_inds = torch.zeros_like(det.pred_classes)
-        if len(det):
-            coef = self.detection_coefficients(head["coefficients"], det)
-            size = self.sub_regions
-            masks = assemble_masks(
-                bases,
-                im_inds,
-                boxes / BASIS_STRIDE,
-                coef,
-                size,
-                size,
-                stride=BASIS_STRIDE,
-                input_size=(in_h, in_w),
-                output_size=(out_h, out_w),
-                threshold=self.mask_thresh,
-                cell_rule=self.cell_rule,
-                resize=self.mask_resize,
-            )
-        else:
-            masks = torch.zeros(0, out_h, out_w, dtype=torch.bool, device=self.device)
-        det.pred_masks = masks
-        det.embeddings = read_at_centres(embedding_map, im_inds, boxes, self.embedding_stride)
+        det.embeddings = read_at_centres(
+            embedding_map, im_inds, det.pred_boxes.tensor, self.embedding_stride
+        )
         return det
-
-    def detection_coefficients(self, maps: list[torch.Tensor], det: Instances) -> torch.Tensor:
-        """The (N, S², K) coefficients of one frame's detections, read from the per-level
-        coefficient maps (1, S²·K, H_l, W_l) at their cells (``fpn_levels``, ``loc_inds``)."""
-        sizes = torch.tensor([0] + [m[0, 0].numel() for m in maps], device=det.loc_inds.device)
-        return self.coefficients.read(maps, sizes.cumsum(0)[det.fpn_levels] + det.loc_inds)
 
     # ------------------------------------------------------------------------------- export
     def export_graphs(self) -> dict[str, nn.Module]:
@@ -362,11 +252,6 @@ class SipMaskVIS(VISModel):
 
     def sparse_modules(self) -> list[str]:
         return []  # the frame graph computes every map; Python only reads them
-
-
-def _basis_area(boxes: torch.Tensor) -> torch.Tensor:
-    """(N,) areas of (N, 4) XYXY input-pixel boxes in basis-map pixels."""
-    return (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) / BASIS_STRIDE**2
 
 
 def _log(name: str, value: torch.Tensor) -> None:

@@ -78,6 +78,7 @@ def fcos_inference(
     pre_nms_candidates: str = "pairs",
     clip_before_nms: bool = False,
     clip_offset: float = 0.0,
+    nms_iou_offset: float = 0.0,
 ) -> list[Instances]:
     """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
     (sqrt(cls·ctr), or cls·ctr without ``sqrt_score``), ``pred_classes``, ``class_scores``
@@ -89,7 +90,9 @@ def fcos_inference(
 
     ``pre_nms_candidates`` (:data:`PRE_NMS_CANDIDATES`): what the per-level ``pre_nms_topk``
     counts. Boxes are clipped to [0, W − ``clip_offset``] × [0, H − ``clip_offset``] of their
-    image, after NMS or, with ``clip_before_nms``, before it (as the IoUs then see them)."""
+    image, after NMS or, with ``clip_before_nms``, before it (as the IoUs then see them).
+    ``nms_iou_offset`` is added to the widths and heights of the boxes and of their
+    intersections in the NMS IoU (1: mmdetection v1's ``nms`` op)."""
     if nms_type not in NMS_TYPES:
         raise ValueError(f"unknown NMS type '{nms_type}'; choose one of {NMS_TYPES}")
     if pre_nms_candidates not in PRE_NMS_CANDIDATES:
@@ -140,10 +143,13 @@ def fcos_inference(
         merged = (torch.cat(x) for x in zip(*per_level, strict=True))
         boxes, scores, labels, class_scores, loc_inds, xys, levels = merged
         groups = torch.zeros_like(labels) if class_agnostic_nms else labels
+        # (x2, y2) + o on both boxes adds o to each width and height and to their overlap
+        nms_boxes = boxes + boxes.new_tensor([0, 0, nms_iou_offset, nms_iou_offset])
         if nms_type == "fast":
-            keep = fast_nms(boxes, scores, groups, nms_thresh, fast_nms_topk)[:post_nms_topk]
+            keep = fast_nms(nms_boxes, scores, groups, nms_thresh, fast_nms_topk)
         else:
-            keep = batched_nms(boxes, scores, groups, nms_thresh)[:post_nms_topk]
+            keep = batched_nms(nms_boxes, scores, groups, nms_thresh)
+        keep = keep[:post_nms_topk]
         inst = Instances(image_size)
         inst.pred_boxes = Boxes(_clip(boxes[keep], image_size, clip_offset))
         inst.scores = scores[keep]
@@ -192,6 +198,7 @@ class FCOS(nn.Module):
         pre_nms_candidates: str = "pairs",
         clip_before_nms: bool = False,
         clip_offset: float = 0.0,
+        nms_iou_offset: float = 0.0,
     ):
         super().__init__()
         if nms_type not in NMS_TYPES:
@@ -228,6 +235,7 @@ class FCOS(nn.Module):
         self.pre_nms_candidates = pre_nms_candidates
         self.clip_before_nms = clip_before_nms
         self.clip_offset = clip_offset
+        self.nms_iou_offset = nms_iou_offset
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -263,6 +271,7 @@ class FCOS(nn.Module):
             "pre_nms_candidates": fcos.PRE_NMS_CANDIDATES,
             "clip_before_nms": fcos.CLIP_BEFORE_NMS,
             "clip_offset": fcos.CLIP_OFFSET,
+            "nms_iou_offset": fcos.NMS_IOU_OFFSET,
         }
 
     def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -325,6 +334,7 @@ class FCOS(nn.Module):
             pre_nms_candidates=self.pre_nms_candidates,
             clip_before_nms=self.clip_before_nms,
             clip_offset=self.clip_offset,
+            nms_iou_offset=self.nms_iou_offset,
         )
 
     def forward(

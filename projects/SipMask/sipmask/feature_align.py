@@ -18,17 +18,20 @@ class FeatureAlign(nn.Module):
 
     A 1×1 conv without bias (zero-initialised, so training starts from the plain conv) maps
     the ltrb to the offsets of a 3×3 deformable conv with ``deform_groups`` offset groups
-    (normal(0, 0.01) weights, no bias), followed by GroupNorm(32) and ReLU."""
+    (normal(0, 0.01) weights; a zero-initialised bias with ``bias``, as the
+    maskrcnn-benchmark models have), followed by the norm (GroupNorm(32) or none) and ReLU."""
 
-    def __init__(self, channels: int, deform_groups: int = 4, norm: str = "GN"):
+    def __init__(self, channels: int, deform_groups: int = 4, norm: str = "GN", bias: bool = False):
         super().__init__()
         self.conv = DeformConv(
-            channels, channels, 3, padding=1, offset_groups=deform_groups, bias=False
+            channels, channels, 3, padding=1, offset_groups=deform_groups, bias=bias
         )
         self.conv_offset = nn.Conv2d(4, self.conv.offset_channels, 1, bias=False)
         self.norm = get_norm(norm, channels) if norm else nn.Identity()
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.normal_(self.conv.weight, std=0.01)
+        if bias:
+            nn.init.zeros_(self.conv.bias)
 
     def forward(self, x: torch.Tensor, ltrb: torch.Tensor) -> torch.Tensor:
         offset = self.conv_offset(ltrb.detach())

@@ -1,4 +1,4 @@
-"""SipMask-VIS's basis masks: K non-negative maps at stride 2 from the box towers of P3-P5."""
+"""SipMask's basis masks: K non-negative maps at stride 2 from the box towers of P3-P5."""
 
 from __future__ import annotations
 

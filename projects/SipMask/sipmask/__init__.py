@@ -1,0 +1,7 @@
+"""SipMask on vis_d2: ``add_sipmask_config``, the image META_ARCH ``SipMask`` (registered on
+import) and SipMask's modules, which SipMask-VIS builds on."""
+
+from .config import add_sipmask_config
+from .sipmask import SipMask, SipMaskParts
+
+__all__ = ["SipMask", "SipMaskParts", "add_sipmask_config"]
