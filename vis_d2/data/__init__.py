@@ -1,9 +1,11 @@
-"""Video data: YouTube-VIS/OVIS loading and registration, mappers, loaders, the synthetic set."""
+"""Video data: YouTube-VIS/OVIS loading and registration, mappers, loaders, the synthetic set;
+the image mapper and augmentation of image models."""
 
 from . import builtin  # noqa: F401  registers the named splits
 from .build import build_video_test_loader, build_video_train_loader, get_video_dataset_dicts
 from .builtin import BUILTIN_SPLITS, class_metadata
 from .dataset_mapper import (
+    BoxAwareDatasetMapper,
     VideoFrames,
     YTVISDatasetMapper,
     YTVISTestMapper,
@@ -11,7 +13,7 @@ from .dataset_mapper import (
     frame_transforms,
     sample_reference_frame,
 )
-from .transforms import RESIZE_BACKENDS, build_frame_augmentation
+from .transforms import RESIZE_BACKENDS, build_frame_augmentation, build_image_augmentation
 from .ytvis import (
     DatasetFormatError,
     load_categories,
@@ -23,12 +25,14 @@ from .ytvis import (
 
 __all__ = [
     "BUILTIN_SPLITS",
+    "BoxAwareDatasetMapper",
     "RESIZE_BACKENDS",
     "DatasetFormatError",
     "VideoFrames",
     "YTVISDatasetMapper",
     "YTVISTestMapper",
     "build_frame_augmentation",
+    "build_image_augmentation",
     "build_video_test_loader",
     "build_video_train_loader",
     "class_metadata",
