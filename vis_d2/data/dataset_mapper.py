@@ -277,9 +277,9 @@ class BoxAwareDatasetMapper(DatasetMapper):
     """detectron2's ``DatasetMapper`` whose augmentations also receive the image's boxes,
     for augmentations that draw from them (:class:`~vis_d2.data.ssd_augmentation.MinIoURandomCrop`),
     and that applies the authors' rule of that crop: the annotations whose box centre is not
-    strictly inside a :class:`~vis_d2.data.ssd_augmentation.MinIoUCropTransform` are dropped.
-    Everything else (reading, transforming, detectron2's own filtering of crowd and empty
-    instances) is detectron2's.
+    strictly inside a :class:`~vis_d2.data.ssd_augmentation.MinIoUCropTransform` are dropped
+    (their number logged at DEBUG level). Everything else (reading, transforming,
+    detectron2's own filtering of crowd and empty instances) is detectron2's.
 
     ``DatasetMapper.__call__`` builds ``AugInput(image, sem_seg=...)`` itself, so the boxes
     (those of the non-crowd annotations, XYXY_ABS pixels, in the annotations' order) reach

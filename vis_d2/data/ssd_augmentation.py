@@ -16,6 +16,17 @@ by a minimum IoU, before a fixed-size resize and a horizontal flip:
 
 Random numbers come from numpy's global generator, as detectron2's augmentations draw theirs,
 so that the training loader's per-worker seeding applies; they are drawn in the authors' order.
+
+Where this differs from the authors' mmdetection v1 code:
+
+- the crop's offset is drawn from U(0, W - width) (theirs, ``uniform(W - width)``, draws
+  between 1 and W - width: numpy reads the one argument as the lower bound);
+- IoUs are detectron2's, in continuous coordinates (theirs add 1 to widths and heights);
+- the HSV round trip is skipped when neither saturation nor hue is drawn (theirs always
+  converts, which is the identity except on pixels that the brightness step made negative);
+- the boxes follow detectron2's conventions after the crop: clipped to [0, W] × [0, H] of
+  the crop, flipped as W - x (mmdetection v1 clips the resized boxes to W - 1 and flips
+  them as W - x - 1).
 """
 
 from __future__ import annotations
