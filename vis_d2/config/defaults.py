@@ -71,6 +71,30 @@ def add_vis_config(cfg: CN) -> CN:
     # by cv2.resize, bilinear, as mmcv.imrescale in the mmdetection-based codes); see
     # vis_d2.data.transforms
     cfg.INPUT.RESIZE_BACKEND = "pil"
+    # (height, width): when set, frames are resized to exactly this size, the aspect ratio
+    # not kept (mmdetection's keep_ratio=False; the real-time SipMask trains at (576, 576)
+    # and tests at (544, 544)), by RESIZE_BACKEND, instead of the MIN_SIZE_*/MAX_SIZE_*
+    # shortest-edge resize; () keeps that resize
+    cfg.INPUT.FIXED_SIZE_TRAIN = ()
+    cfg.INPUT.FIXED_SIZE_TEST = ()
+    # image models' training (vis_d2.data.BoxAwareDatasetMapper): the SSD-style augmentation
+    # of the real-time SipMask models, before the resize and the flip, in the authors' order
+    # (see vis_d2.data.ssd_augmentation): a photometric distortion (brightness +- DELTA in
+    # 0-255 units, contrast and saturation factors, hue +- HUE_DELTA degrees of 360, each
+    # with probability 0.5; the image becomes float32, not clipped), an expansion onto a
+    # canvas EXPAND_RATIO times larger filled with MODEL.PIXEL_MEAN (probability 0.5), and a
+    # crop whose IoU with every box is at least one of MIN_IOUS (or 0, or no crop), sides
+    # at least MIN_CROP_SIZE of the image's; instances whose box centre is outside the crop
+    # are dropped
+    cfg.INPUT.SSD_AUGMENTATION = CN()
+    cfg.INPUT.SSD_AUGMENTATION.ENABLED = False
+    cfg.INPUT.SSD_AUGMENTATION.BRIGHTNESS_DELTA = 32
+    cfg.INPUT.SSD_AUGMENTATION.CONTRAST_RANGE = (0.5, 1.5)
+    cfg.INPUT.SSD_AUGMENTATION.SATURATION_RANGE = (0.5, 1.5)
+    cfg.INPUT.SSD_AUGMENTATION.HUE_DELTA = 18
+    cfg.INPUT.SSD_AUGMENTATION.EXPAND_RATIO = (1.0, 4.0)
+    cfg.INPUT.SSD_AUGMENTATION.MIN_IOUS = (0.1, 0.3, 0.5, 0.7, 0.9)
+    cfg.INPUT.SSD_AUGMENTATION.MIN_CROP_SIZE = 0.3
     # with DEFORM_ON_PER_STAGE: block i of such a stage is deformable when i % DEFORM_INTERVAL
     # == 0 (1: every block, detectron2's behaviour; YOLACT++/STMask's R-DCN models use 3)
     cfg.MODEL.RESNETS.DEFORM_INTERVAL = 1

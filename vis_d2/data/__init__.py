@@ -1,4 +1,5 @@
-"""Video data: YouTube-VIS/OVIS loading and registration, mappers, loaders, the synthetic set."""
+"""Video data: YouTube-VIS/OVIS loading and registration, mappers, loaders, the synthetic set;
+the image mapper and augmentation of image models."""
 
 from . import builtin  # noqa: F401  registers the named splits
 from .build import (
@@ -10,6 +11,7 @@ from .build import (
 )
 from .builtin import BUILTIN_SPLITS, class_metadata
 from .dataset_mapper import (
+    BoxAwareDatasetMapper,
     VideoFrames,
     YTVISDatasetMapper,
     YTVISTestMapper,
@@ -17,7 +19,7 @@ from .dataset_mapper import (
     frame_transforms,
     sample_reference_frame,
 )
-from .transforms import RESIZE_BACKENDS, build_frame_augmentation
+from .transforms import RESIZE_BACKENDS, build_frame_augmentation, build_image_augmentation
 from .ytvis import (
     DatasetFormatError,
     load_categories,
@@ -29,12 +31,14 @@ from .ytvis import (
 
 __all__ = [
     "BUILTIN_SPLITS",
+    "BoxAwareDatasetMapper",
     "RESIZE_BACKENDS",
     "DatasetFormatError",
     "VideoFrames",
     "YTVISDatasetMapper",
     "YTVISTestMapper",
     "build_frame_augmentation",
+    "build_image_augmentation",
     "build_image_test_loader",
     "build_image_train_loader",
     "build_video_test_loader",

@@ -27,8 +27,8 @@ from detectron2.utils import comm
 from detectron2.utils.logger import log_first_n
 from tabulate import tabulate
 
-from .dataset_mapper import YTVISDatasetMapper, YTVISTestMapper
-from .transforms import build_frame_augmentation
+from .dataset_mapper import BoxAwareDatasetMapper, YTVISDatasetMapper, YTVISTestMapper
+from .transforms import build_image_augmentation
 
 __all__ = [
     "ResumableTrainingSampler",
@@ -280,13 +280,14 @@ def build_image_train_loader(
 ) -> torchdata.DataLoader:
     """The image counterpart of :func:`build_video_train_loader`: batches of detectron2's
     dataset dicts of DATASETS.TRAIN (``get_detection_dataset_dicts``) mapped by ``mapper``
-    (default: detectron2's ``DatasetMapper`` with the image augmentation of the config), in the
+    (default: :class:`BoxAwareDatasetMapper`, detectron2's ``DatasetMapper`` with the image
+    augmentation of the config, :func:`vis_d2.data.build_image_augmentation`), in the
     same resumable, seeded stream."""
     dataset = get_detection_dataset_dicts(
         cfg.DATASETS.TRAIN, filter_empty=cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS
     )
     if mapper is None:
-        mapper = DatasetMapper(cfg, True, augmentations=build_frame_augmentation(cfg, True))
+        mapper = BoxAwareDatasetMapper(cfg, True)
     return _training_stream(cfg, dataset, mapper, start_iter)
 
 
@@ -296,7 +297,7 @@ def build_image_test_loader(
     """detectron2's test loader of ``dataset_name`` with its ``DatasetMapper`` and the image
     augmentation of the config (the test resize)."""
     if mapper is None:
-        mapper = DatasetMapper(cfg, False, augmentations=build_frame_augmentation(cfg, False))
+        mapper = DatasetMapper(cfg, False, augmentations=build_image_augmentation(cfg, False))
     return build_detection_test_loader(cfg, dataset_name, mapper=mapper)
 
 

@@ -1,4 +1,5 @@
-"""Video dataset mappers: a training frame pair (key + reference), a lazily decoded test video."""
+"""Video dataset mappers: a training frame pair (key + reference), a lazily decoded test video;
+and detectron2's image ``DatasetMapper`` with the boxes given to the augmentations."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from detectron2.config import CfgNode, configurable
+from detectron2.data import DatasetMapper
 from detectron2.data import detection_utils as utils
 from detectron2.data import transforms as T
-from detectron2.structures import BitMasks, Instances
+from detectron2.structures import BitMasks, BoxMode, Instances
 
-from .transforms import build_frame_augmentation
+from .ssd_augmentation import MinIoUCropTransform, box_centers_inside
+from .transforms import build_frame_augmentation, build_image_augmentation
 
 __all__ = [
+    "BoxAwareDatasetMapper",
     "YTVISDatasetMapper",
     "YTVISTestMapper",
     "VideoFrames",
@@ -250,3 +254,98 @@ class YTVISTestMapper:
         out = {k: video[k] for k in ("video_id", "file_names", "height", "width", "length")}
         out["frames"] = VideoFrames(video, self.augmentations, self.image_format)
         return out
+
+
+def _annotation_boxes(annos: list[dict]) -> np.ndarray:
+    """(N, 4) float32 XYXY_ABS boxes of ``annos`` (N >= 0), in their order."""
+    boxes = [BoxMode.convert(a["bbox"], a["bbox_mode"], BoxMode.XYXY_ABS) for a in annos]
+    return np.asarray(boxes, dtype=np.float32).reshape(-1, 4)
+
+
+class _BoxesIntoAugInput(T.AugmentationList):
+    """detectron2's ``AugmentationList`` that first sets ``aug_input.boxes`` to
+    :attr:`boxes` (set by the mapper before each sample; None: no boxes)."""
+
+    boxes: np.ndarray | None = None
+
+    def __call__(self, aug_input: T.AugInput) -> T.TransformList:
+        aug_input.boxes = None if self.boxes is None else self.boxes.copy()
+        return super().__call__(aug_input)
+
+
+class BoxAwareDatasetMapper(DatasetMapper):
+    """detectron2's ``DatasetMapper`` whose augmentations also receive the image's boxes,
+    for augmentations that draw from them (:class:`~vis_d2.data.ssd_augmentation.MinIoURandomCrop`),
+    and that applies the authors' rule of that crop: the annotations whose box centre is not
+    strictly inside a :class:`~vis_d2.data.ssd_augmentation.MinIoUCropTransform` are dropped
+    (their number logged at DEBUG level). Everything else (reading, transforming,
+    detectron2's own filtering of crowd and empty instances) is detectron2's.
+
+    ``DatasetMapper.__call__`` builds ``AugInput(image, sem_seg=...)`` itself, so the boxes
+    (those of the non-crowd annotations, XYXY_ABS pixels, in the annotations' order) reach
+    it through the mapper's ``AugmentationList``, set just before detectron2's ``__call__``.
+
+    From a config, the augmentations are :func:`vis_d2.data.transforms.build_image_augmentation`
+    (``INPUT.FIXED_SIZE_*``, ``INPUT.SSD_AUGMENTATION``), preceded by detectron2's
+    ``RandomCrop`` with ``INPUT.CROP.ENABLED`` as in detectron2's mapper.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)  # detectron2's, from a config or from arguments
+        self.augmentations = _BoxesIntoAugInput(self.augmentations.augs)
+
+    @classmethod
+    def from_config(cls, cfg: CfgNode, is_train: bool = True) -> dict:
+        """detectron2's arguments with the augmentations of ``build_image_augmentation``.
+
+        Raises:
+            ValueError: ``INPUT.CROP.ENABLED`` together with ``INPUT.SSD_AUGMENTATION.ENABLED``
+                (two random crops), or a malformed key of ``build_image_augmentation``.
+        """
+        ret = super().from_config(cfg, is_train)
+        augs = build_image_augmentation(cfg, is_train)
+        if cfg.INPUT.CROP.ENABLED and is_train:
+            if cfg.INPUT.SSD_AUGMENTATION.ENABLED:
+                raise ValueError(
+                    "INPUT.CROP.ENABLED and INPUT.SSD_AUGMENTATION.ENABLED both crop the "
+                    "training images; enable one of them"
+                )
+            augs.insert(0, T.RandomCrop(cfg.INPUT.CROP.TYPE, cfg.INPUT.CROP.SIZE))
+        ret["augmentations"] = augs
+        return ret
+
+    def __call__(self, dataset_dict: dict) -> dict:
+        """A detectron2 dataset dict → detectron2's mapper output (``image``: (C, H, W)
+        tensor, ``instances`` in training), its augmentations given the boxes."""
+        if "annotations" in dataset_dict:
+            annos = [a for a in dataset_dict["annotations"] if a.get("iscrowd", 0) == 0]
+            self.augmentations.boxes = _annotation_boxes(annos)
+        try:
+            return super().__call__(dataset_dict)
+        finally:
+            self.augmentations.boxes = None
+
+    def _transform_annotations(
+        self, dataset_dict: dict, transforms: T.TransformList, image_shape: tuple[int, int]
+    ) -> None:
+        """Drops the annotations whose box centre is not strictly inside a
+        ``MinIoUCropTransform`` of ``transforms`` (centres taken just before that crop), then
+        detectron2's ``_transform_annotations``."""
+        annos = dataset_dict["annotations"]
+        boxes = _annotation_boxes(annos).astype(np.float64)
+        keep = np.ones(len(annos), dtype=bool)
+        cropped = False
+        for tfm in transforms.transforms:
+            if isinstance(tfm, MinIoUCropTransform):
+                cropped = True
+                keep &= box_centers_inside(boxes, tfm.x0, tfm.y0, tfm.x0 + tfm.w, tfm.y0 + tfm.h)
+            if len(boxes):
+                boxes = tfm.apply_box(boxes)
+        if cropped and not keep.all():
+            logger.debug(
+                f"[BoxAwareDatasetMapper] {dataset_dict.get('file_name')}: "
+                f"{int((~keep).sum())} of {len(annos)} instances dropped, their box centre "
+                "outside the crop"
+            )
+            dataset_dict["annotations"] = [a for a, k in zip(annos, keep, strict=True) if k]
+        super()._transform_annotations(dataset_dict, transforms, image_shape)
