@@ -128,7 +128,7 @@ def test_tools_and_shared_modules_import_no_method():
 
 
 def test_the_package_graph_sees_relative_and_absolute_imports():
-    assert {"vis_d2.modeling", "vis_d2.modeling.VISModel"} <= _imported_modules(
+    assert {"vis_d2.modeling", "vis_d2.modeling.FrameModel"} <= _imported_modules(
         VIS_D2 / "benchmark" / "subjects.py"
     )
     assert "vis_d2.utils.precision" in _imported_modules(VIS_D2 / "benchmark" / "timing.py")

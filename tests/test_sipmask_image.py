@@ -140,8 +140,10 @@ def test_inference_returns_instances_at_the_original_size(coco_split):
     inst = out["instances"]
     assert inst.image_size == (48, 120) and len(inst) == 100
     assert inst.pred_masks.dtype == torch.bool and inst.pred_masks.shape == (100, 48, 120)
-    assert set(inst.get_fields()) == {"pred_boxes", "scores", "pred_classes", "pred_masks"}
-    raw = model.inference(inputs, do_postprocess=False)[0]
+    assert set(inst.get_fields()) == {
+        "pred_boxes", "scores", "pred_classes", "pred_masks", "class_scores"
+    }  # fmt: skip
+    raw = model.inference(inputs[0]["image"].float(), (64, 96))  # on the input, masks at it
     assert raw.image_size == (64, 96) and raw.pred_masks.shape[-2:] == (64, 96)
     scale = torch.tensor([120 / 96, 48 / 64] * 2)
     expected = raw.pred_boxes.tensor * scale

@@ -17,7 +17,7 @@ from detectron2.modeling import META_ARCH_REGISTRY, build_model
 from torch import nn
 
 from ..export import export_model, load_graphs
-from ..modeling import VISModel
+from ..modeling import FrameModel
 from ..utils.video_io import open_frames
 from .adapter import BenchmarkAdapter, MaskRCNNAdapter, benchmark_adapter
 from .random_init import BoxSizes, estimate_norm_statistics
@@ -91,16 +91,18 @@ class Subject:
 
 
 class VISSubject(Subject):
-    """A :class:`~vis_d2.modeling.VISModel`, run online, its dense graphs on ``backend``."""
+    """A vis_d2 model (:class:`~vis_d2.modeling.FrameModel`: a video model, run online, or an
+    image model, image by image), its dense graphs on ``backend``."""
 
     def __init__(self, cfg: CfgNode, weights: str, seed: int, backend: str = "eager"):
         if backend == "amp":
             cfg = cfg.clone()
             cfg.TEST.AMP.ENABLED = True
         arch = cfg.MODEL.META_ARCHITECTURE
-        if not issubclass(META_ARCH_REGISTRY.get(arch), VISModel):
+        if not issubclass(META_ARCH_REGISTRY.get(arch), FrameModel):
             raise SystemExit(
-                f"MODEL.META_ARCHITECTURE {arch} is not a VIS model (vis_d2.modeling.VISModel)"
+                f"MODEL.META_ARCHITECTURE {arch} is not a vis_d2 model "
+                "(vis_d2.modeling.FrameModel)"
             )
         super().__init__(cfg, benchmark_adapter(arch), weights, seed)
         self.backend = backend

@@ -20,7 +20,6 @@ from detectron2.config import CfgNode
 from detectron2.data import MetadataCatalog
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, create_ddp_model, hooks
 from detectron2.evaluation import COCOEvaluator, DatasetEvaluator, print_csv_format
-from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.utils import comm
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
@@ -32,7 +31,7 @@ from ..data import (
     build_video_train_loader,
 )
 from ..evaluation import YTVISEvaluator
-from ..modeling.meta_arch import VISModel
+from ..modeling.meta_arch import FrameModel, is_video_model
 from ..utils.precision import use_autocast
 from .checkpoint import VISCheckpointer
 from .hooks import PeriodicCheckpointer, preserved_rng_states
@@ -133,7 +132,7 @@ _NO_BUFFER_SYNC = (
 )
 
 
-def _check_num_classes(cfg: CfgNode, model: VISModel) -> None:
+def _check_num_classes(cfg: CfgNode, model: FrameModel) -> None:
     """The training splits' class count (known once they are loaded) against the model's:
     more classes than the model has would make some of them background or crash the loss,
     fewer leaves outputs that never learn."""
@@ -294,7 +293,6 @@ class ImageTrainer(VISTrainer):
 
 
 def trainer_class(cfg: CfgNode) -> type[VISTrainer]:
-    """:class:`VISTrainer` for a video META_ARCH (a :class:`VISModel`), :class:`ImageTrainer`
-    for any other (an image model with detectron2's interface)."""
-    arch = META_ARCH_REGISTRY.get(cfg.MODEL.META_ARCHITECTURE)
-    return VISTrainer if issubclass(arch, VISModel) else ImageTrainer
+    """:class:`VISTrainer` for a video META_ARCH (a :class:`~vis_d2.modeling.VISModel`),
+    :class:`ImageTrainer` for any other (an image model with detectron2's interface)."""
+    return VISTrainer if is_video_model(cfg.MODEL.META_ARCHITECTURE) else ImageTrainer

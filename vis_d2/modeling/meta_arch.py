@@ -1,5 +1,7 @@
-"""The online interface every vis_d2 META_ARCH implements, through which the tools (training,
-evaluation, demo, export, benchmark) run any method without knowing which it is."""
+"""The interfaces every vis_d2 META_ARCH implements, through which the tools (training,
+evaluation, demo, export, benchmark) run any method without knowing which it is: the per-frame
+contract :class:`FrameModel` (one image in, its instances out, dense graphs that export), and the
+online video contract :class:`VISModel` on top of it (training on frame pairs, tracking)."""
 
 from __future__ import annotations
 
@@ -9,13 +11,22 @@ from typing import ClassVar
 
 import torch
 from detectron2.config import CfgNode
+from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
 from ..utils.precision import use_autocast
 from .tracking import Tracker
 
-__all__ = ["AutocastGraph", "Graph", "VISModel", "inference_amp_from_config", "normalize_and_pad"]
+__all__ = [
+    "AutocastGraph",
+    "FrameModel",
+    "Graph",
+    "VISModel",
+    "inference_amp_from_config",
+    "is_video_model",
+    "normalize_and_pad",
+]
 
 Graph = Callable[..., tuple[torch.Tensor, ...]]
 
@@ -59,14 +70,13 @@ class AutocastGraph(nn.Module):
         return tuple(o.float() if o.is_floating_point() else o for o in outputs)
 
 
-class VISModel(nn.Module, metaclass=ABCMeta):
-    """An online video instance segmentation model.
+class FrameModel(nn.Module, metaclass=ABCMeta):
+    """A model that segments the instances of one image (or video frame) at a time.
 
-    Training: ``forward(batched_inputs)`` on the samples of ``YTVISDatasetMapper`` returns the
-    loss dict (:meth:`losses`). Inference runs online: :meth:`reset` at a new video, then
-    :meth:`inference_frame` frame after frame (``forward`` in eval mode does this per video
-    of ``YTVISTestMapper``). A frame's output ``Instances`` at the original resolution has
-    ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` (bool) and ``track_ids``.
+    Inference: :meth:`inference_frame` on one resized image returns its ``Instances`` at the
+    original resolution: ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` (bool)
+    and what the method adds. Image models (e.g. SipMask) take detectron2's batch in
+    ``forward``; video models are :class:`VISModel`.
 
     Export: the per-frame work is split into dense graphs with flat tensor inputs and outputs
     (:meth:`export_graphs`), which :meth:`inference_frame` calls through :meth:`graphs`, and
@@ -76,10 +86,9 @@ class VISModel(nn.Module, metaclass=ABCMeta):
     """
 
     num_classes: int
-    # gives the detections of a video their track ids (unless the model tracks them itself)
-    tracker: Tracker
     # the config key that sets num_classes, for error messages
     num_classes_key: ClassVar[str]
+
     def __init__(
         self,
         pixel_mean: tuple[float, ...],
@@ -114,35 +123,14 @@ class VISModel(nn.Module, metaclass=ABCMeta):
         images = [(x.to(self.device).float() - self.pixel_mean) / self.pixel_std for x in images]
         return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
-    def preprocess_pairs(self, batched_inputs: list[dict]) -> tuple[ImageList, list[Instances]]:
-        """B training pairs → the 2B frames as one batch (the key frames, then their reference
-        frames in the same order) and their targets, on the model's device."""
-        images = self.preprocess(
-            [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
-        )
-        gts = [x["instances"] for x in batched_inputs] + [
-            x["ref_instances"] for x in batched_inputs
-        ]
-        return images, [g.to(self.device) for g in gts]
-
-    def forward(self, batched_inputs: list[dict]):
-        if self.training:
-            return self.losses(batched_inputs)
-        return [self.inference_video(video) for video in batched_inputs]
-
-    @abstractmethod
-    def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
-        """The training losses of a batch of training samples."""
-
-    @abstractmethod
     def reset(self) -> None:
-        """Start a new video: forget earlier frames and restart track ids at 0."""
+        """Start a new video: a model without state between frames has nothing to forget."""
 
     @torch.no_grad()
     def inference_frame(self, frame: dict) -> Instances:
         """One frame (``image`` (C, H, W) resized input, ``height``/``width`` original size,
-        optional ``is_first``, which resets first) → its tracked instances at the original
-        size: :meth:`inference` on the input, then :meth:`_postprocess`."""
+        optional ``is_first``, which resets first) → its instances at the original size:
+        :meth:`inference` on the input, then :meth:`_postprocess`."""
         if frame.get("is_first", False):
             self.reset()
         image = frame["image"].to(self.device).float()
@@ -155,33 +143,36 @@ class VISModel(nn.Module, metaclass=ABCMeta):
         """One resized frame (3, H, W) float 0-255 on the model's device → its detections on
         the (H, W) input: ``pred_boxes`` (XYXY input px), ``scores``, ``pred_classes``,
         optionally ``class_scores`` (N, C), ``pred_masks`` (N, H_out, W_out) bool at
-        ``output_size``, and what :attr:`tracker` reads (``displacements`` (N, 2) input px,
+        ``output_size``, and what a tracker reads (``displacements`` (N, 2) input px,
         ``embeddings`` (N, D)), or their ``track_ids`` where the model tracked them itself."""
+
+    # the fields :meth:`_postprocess` passes on unchanged
+    output_fields: ClassVar[tuple[str, ...]] = (
+        "scores",
+        "pred_classes",
+        "class_scores",
+        "pred_masks",
+        "embeddings",
+        "box_scores",
+    )
 
     def _postprocess(self, det: Instances, output_size: tuple[int, int]) -> Instances:
         """Detections on the input (:meth:`inference`) → the frame's output at ``output_size``
-        (H_out, W_out): boxes scaled and clipped, ``displacements`` scaled, ``scores``,
-        ``pred_classes``, ``class_scores``, ``pred_masks`` and ``embeddings`` as they are, and
-        the ``track_ids`` that :attr:`tracker` gives them (unless they have theirs)."""
+        (H_out, W_out): boxes scaled and clipped, ``displacements`` scaled, the
+        :attr:`output_fields` as they are."""
         (in_h, in_w), (out_h, out_w) = det.image_size, output_size
         scale = torch.tensor([out_w / in_w, out_h / in_h] * 2, device=self.device)
         result = Instances((out_h, out_w))
         result.pred_boxes = Boxes(det.pred_boxes.tensor * scale)
         result.pred_boxes.clip((out_h, out_w))
-        for name in ("scores", "pred_classes", "class_scores", "pred_masks"):
+        for name in self.output_fields:
             if det.has(name):
                 result.set(name, det.get(name))
         if det.has("displacements"):
             result.displacements = det.displacements * scale[:2]
-        if det.has("embeddings"):
-            result.embeddings = det.embeddings
-        result.track_ids = det.track_ids if det.has("track_ids") else self.tracker.update(result)
+        if det.has("track_ids"):
+            result.track_ids = det.track_ids
         return result
-
-    def inference_video(self, video: dict) -> dict:
-        """A whole video (``frames``: per-frame inputs) → ``{"frames": [Instances]}``."""
-        self.reset()
-        return {"frames": [self.inference_frame(frame) for frame in video["frames"]]}
 
     # ------------------------------------------------------------------------------- export
     @abstractmethod
@@ -225,3 +216,61 @@ class VISModel(nn.Module, metaclass=ABCMeta):
             if missing:
                 raise ValueError(f"graphs {sorted(missing)} are missing")
         self._graphs = graphs
+
+
+class VISModel(FrameModel):
+    """An online video instance segmentation model: a :class:`FrameModel` whose frames are
+    associated into tracks.
+
+    Training: ``forward(batched_inputs)`` on the samples of ``YTVISDatasetMapper`` returns the
+    loss dict (:meth:`losses`). Inference runs online: :meth:`reset` at a new video, then
+    :meth:`inference_frame` frame after frame (``forward`` in eval mode does this per video
+    of ``YTVISTestMapper``). A frame's output ``Instances`` at the original resolution has
+    ``pred_boxes``, ``scores``, ``pred_classes``, ``pred_masks`` (bool) and ``track_ids``.
+    """
+
+    # gives the detections of a video their track ids (unless the model tracks them itself)
+    tracker: Tracker
+
+    def preprocess_pairs(self, batched_inputs: list[dict]) -> tuple[ImageList, list[Instances]]:
+        """B training pairs → the 2B frames as one batch (the key frames, then their reference
+        frames in the same order) and their targets, on the model's device."""
+        images = self.preprocess(
+            [x["image"] for x in batched_inputs] + [x["ref_image"] for x in batched_inputs]
+        )
+        gts = [x["instances"] for x in batched_inputs] + [
+            x["ref_instances"] for x in batched_inputs
+        ]
+        return images, [g.to(self.device) for g in gts]
+
+    def forward(self, batched_inputs: list[dict]):
+        if self.training:
+            return self.losses(batched_inputs)
+        return [self.inference_video(video) for video in batched_inputs]
+
+    @abstractmethod
+    def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
+        """The training losses of a batch of training samples."""
+
+    @abstractmethod
+    def reset(self) -> None:
+        """Start a new video: forget earlier frames and restart track ids at 0."""
+
+    def _postprocess(self, det: Instances, output_size: tuple[int, int]) -> Instances:
+        """:meth:`FrameModel._postprocess`, then the ``track_ids`` that :attr:`tracker` gives
+        the detections (unless they have theirs)."""
+        result = super()._postprocess(det, output_size)
+        if not result.has("track_ids"):
+            result.track_ids = self.tracker.update(result)
+        return result
+
+    def inference_video(self, video: dict) -> dict:
+        """A whole video (``frames``: per-frame inputs) → ``{"frames": [Instances]}``."""
+        self.reset()
+        return {"frames": [self.inference_frame(frame) for frame in video["frames"]]}
+
+
+def is_video_model(meta_architecture: str) -> bool:
+    """Whether the registered META_ARCH ``meta_architecture`` is a :class:`VISModel` (trained on
+    videos and tracking), rather than an image model."""
+    return issubclass(META_ARCH_REGISTRY.get(meta_architecture), VISModel)

@@ -1,6 +1,7 @@
 """SipMask on vis_d2: ``add_sipmask_config``, the image META_ARCH ``SipMask`` (registered on
 import) and SipMask's modules, which SipMask-VIS builds on."""
 
+from . import benchmark  # noqa: F401  (registers the benchmark adapter)
 from .config import add_sipmask_config
 from .sipmask import SipMask, SipMaskParts
 

@@ -25,9 +25,11 @@ from vis_d2.modeling.mask_windows import (
     mask_loss,
     paste_windows,
 )
+from vis_d2.modeling.meta_arch import FrameModel, inference_amp_from_config
 
 from .basis import BasisModule
 from .feature_align import FeatureAlign
+from .graphs import FrameGraph, split_frame_outputs
 from .losses import alignment_weights, mask_iou_loss, mask_iou_targets
 from .mask_rescoring import MaskRescoring
 from .spatial_coefficients import SpatialCoefficients
@@ -182,7 +184,7 @@ def basis_area(boxes: torch.Tensor) -> torch.Tensor:
 
 
 @META_ARCH_REGISTRY.register()
-class SipMask(SipMaskParts, nn.Module):
+class SipMask(SipMaskParts, FrameModel):
     """SipMask (Cao et al., ECCV 2020) for image instance segmentation on a ResNet-FPN backbone;
     SipMask++ with the mask re-scoring (``MODEL.SIPMASK.RESCORING``) and a deformable backbone.
 
@@ -199,7 +201,9 @@ class SipMask(SipMaskParts, nn.Module):
     weights) and, with re-scoring, ``loss_mask_iou``; at inference ``[{"instances":
     Instances}]`` at the output size: ``pred_boxes``, ``scores``, ``pred_classes``,
     ``pred_masks`` (bool), with re-scoring also ``box_scores`` (the detection scores; then
-    ``scores`` = predicted mask IoU × detection score).
+    ``scores`` = predicted mask IoU × detection score). Each image runs through
+    :meth:`~vis_d2.modeling.FrameModel.inference_frame`, the path the demo, the export and the
+    benchmark take.
     """
 
     num_classes_key = "MODEL.FCOS.NUM_CLASSES"
@@ -216,6 +220,7 @@ class SipMask(SipMaskParts, nn.Module):
         rescoring: MaskRescoring | None,
         pixel_mean: tuple[float, ...],
         pixel_std: tuple[float, ...],
+        inference_amp: bool = False,
         basis_levels: int = 3,
         mask_align_weight: bool = True,
         max_mask_pos_per_image: int = 0,
@@ -228,7 +233,7 @@ class SipMask(SipMaskParts, nn.Module):
         rescoring_min_iou: float = 0.1,
         rescoring_min_gt_area: float = 100.0,
     ):
-        super().__init__()
+        super().__init__(pixel_mean, pixel_std, inference_amp=inference_amp)
         check_choices(cell_rule, mask_resize)
         num_levels = len(fcos.in_features)
         if not 1 <= basis_levels <= num_levels:
@@ -242,8 +247,6 @@ class SipMask(SipMaskParts, nn.Module):
         self.coefficients = coefficients
         self.basis = basis
         self.rescoring = rescoring
-        self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
-        self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
         self.basis_levels = basis_levels
         self.mask_align_weight = mask_align_weight
         self.max_mask_pos_per_image = max_mask_pos_per_image
@@ -258,8 +261,7 @@ class SipMask(SipMaskParts, nn.Module):
 
     @classmethod
     def from_config(cls, cfg: CfgNode) -> dict:
-        backbone = build_backbone(cfg)
-        parts = sipmask_modules(cfg, backbone)
+        parts = sipmask_modules(cfg, build_backbone(cfg))
         sp = cfg.MODEL.SIPMASK
         return {
             **parts,
@@ -268,37 +270,25 @@ class SipMask(SipMaskParts, nn.Module):
             else None,
             "pixel_mean": tuple(cfg.MODEL.PIXEL_MEAN),
             "pixel_std": tuple(cfg.MODEL.PIXEL_STD),
+            "inference_amp": inference_amp_from_config(cfg),
             "mask_iou_loss_weight": sp.LOSS_WEIGHTS.MASK_IOU,
             "rescoring_min_iou": sp.RESCORING.MIN_IOU,
             "rescoring_min_gt_area": sp.RESCORING.MIN_GT_AREA,
         }
 
     @property
-    def device(self) -> torch.device:
-        return self.pixel_mean.device
-
-    @property
     def num_classes(self) -> int:
         return self.fcos.num_classes
-
-    def preprocess_image(self, batched_inputs: list[dict]) -> ImageList:
-        """The inputs' ``image`` (C, H_i, W_i) 0-255 → normalised, padded to the backbone's
-        size divisibility, on the model's device."""
-        images = [
-            (x["image"].to(self.device).float() - self.pixel_mean) / self.pixel_std
-            for x in batched_inputs
-        ]
-        return ImageList.from_tensors(images, self.backbone.size_divisibility)
 
     def forward(self, batched_inputs: list[dict]):
         if self.training:
             return self.losses(batched_inputs)
-        return self.inference(batched_inputs)
+        return [{"instances": self.inference_frame(x)} for x in batched_inputs]
 
     # ----------------------------------------------------------------------------- training
     def losses(self, batched_inputs: list[dict]) -> dict[str, torch.Tensor]:
         """The loss dict of a batch of training images (see the class docstring)."""
-        images = self.preprocess_image(batched_inputs)
+        images = self.preprocess([x["image"] for x in batched_inputs])
         gts = [x["instances"].to(self.device) for x in batched_inputs]
         features = self.backbone(images.tensor)
         levels = [features[f] for f in self.fcos.in_features]
@@ -335,35 +325,22 @@ class SipMask(SipMaskParts, nn.Module):
         return mask_iou_loss(predicted, ious, weights)
 
     # ---------------------------------------------------------------------------- inference
-    @torch.no_grad()
-    def inference(
-        self, batched_inputs: list[dict], do_postprocess: bool = True
-    ) -> list[dict] | list[Instances]:
-        """Detections of each image: ``[{"instances"}]`` at the output size (``height`` /
-        ``width``, else the input size), or without ``do_postprocess`` the ``Instances`` on
-        the network input (boxes in input px, masks at the input size)."""
-        images = self.preprocess_image(batched_inputs)
-        features = self.backbone(images.tensor)
-        levels = [features[f] for f in self.fcos.in_features]
-        head = self.head_outputs(levels)
-        bases = self.basis(head["bbox_towers"][: self.basis_levels])
+    def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
+        """Detections on the input with masks at ``output_size`` (and, with re-scoring,
+        ``box_scores``; ``scores`` re-scored)."""
+        head, bases, _ = split_frame_outputs(
+            self.graphs()["frame"](image), len(self.fcos.strides)
+        )
         if self.rescoring is not None:
             self.rescoring.check_map_size(*bases.shape[-2:])
-        detections = self.fcos.detect(head, images.image_sizes)
-        results = []
-        for i, (det, inputs) in enumerate(zip(detections, batched_inputs, strict=True)):
-            in_size = images.image_sizes[i]
-            out_size = (inputs.get("height", in_size[0]), inputs.get("width", in_size[1]))
-            if not do_postprocess:
-                out_size = in_size
-            maps = [m[i : i + 1] for m in head["coefficients"]]
-            det.pred_masks = self.detection_masks(maps, bases[i : i + 1], det, in_size, out_size)
-            if self.rescoring is not None:
-                det = self._rescore(det, maps, bases[i : i + 1])
-            results.append(self._postprocess(det, out_size) if do_postprocess else det)
-        if do_postprocess:
-            return [{"instances": r} for r in results]
-        return results
+        in_size = tuple(image.shape[-2:])
+        det = self.fcos.detect(head, [in_size])[0]
+        det.pred_masks = self.detection_masks(
+            head["coefficients"], bases, det, in_size, output_size
+        )
+        if self.rescoring is not None:
+            det = self._rescore(det, head["coefficients"], bases)
+        return det
 
     def _rescore(self, det: Instances, maps: list[torch.Tensor], bases: torch.Tensor) -> Instances:
         """``box_scores`` ← ``scores``; ``scores`` ← predicted mask IoU × detection score."""
@@ -385,19 +362,16 @@ class SipMask(SipMaskParts, nn.Module):
         det.scores = ious * det.scores
         return det
 
-    @staticmethod
-    def _postprocess(det: Instances, output_size: tuple[int, int]) -> Instances:
-        """Detections on the input → at ``output_size``: boxes scaled and clipped; scores,
-        classes and masks (already at that size) as they are."""
-        (in_h, in_w), (out_h, out_w) = det.image_size, output_size
-        result = Instances((out_h, out_w))
-        scale = det.pred_boxes.tensor.new_tensor([out_w / in_w, out_h / in_h] * 2)
-        result.pred_boxes = Boxes(det.pred_boxes.tensor * scale)
-        result.pred_boxes.clip((out_h, out_w))
-        for name in ("scores", "pred_classes", "pred_masks", "box_scores"):
-            if det.has(name):
-                result.set(name, det.get(name))
-        return result
+    # ------------------------------------------------------------------------------- export
+    def export_graphs(self) -> dict[str, nn.Module]:
+        return {"frame": FrameGraph(self)}
+
+    def trace_inputs(self, images: list[torch.Tensor]) -> dict[str, tuple[torch.Tensor, ...]]:
+        return {"frame": (images[0].to(self.device).float(),)}
+
+    def sparse_modules(self) -> list[str]:
+        # the frame graph computes every map; the re-scoring net runs on the assembled masks
+        return ["rescoring"] if self.rescoring is not None else []
 
 
 def check_choices(cell_rule: str, mask_resize: str) -> None:

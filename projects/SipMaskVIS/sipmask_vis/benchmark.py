@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from detectron2.config import CfgNode
+from sipmask.graphs import HEAD_OUTPUTS
 
 from vis_d2.benchmark import (
     BenchmarkAdapter,
@@ -13,7 +14,6 @@ from vis_d2.benchmark import (
     register_benchmark_adapter,
 )
 
-from .graphs import HEAD_OUTPUTS
 from .sipmask import SipMaskVIS
 
 __all__ = ["SipMaskVISAdapter"]

@@ -1,73 +1,36 @@
-"""SipMask-VIS's dense per-frame work as one graph with flat tensor inputs and outputs, which
-the eager model runs and the exporter traces."""
+"""SipMask-VIS's dense per-frame work as one graph: SipMask's (:class:`sipmask.graphs.FrameGraph`)
+plus the track embedding map."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
 import torch
-from torch import nn
-
-from vis_d2.modeling.meta_arch import normalize_and_pad
+from sipmask import graphs
 
 if TYPE_CHECKING:
     from .sipmask import SipMaskVIS
 
-__all__ = ["HEAD_OUTPUTS", "FrameGraph", "split_frame_outputs"]
-
-# per-level head outputs, in the order FrameGraph returns them
-HEAD_OUTPUTS = ("logits", "reg", "ctr", "coefficients")
+__all__ = ["FrameGraph", "split_frame_outputs"]
 
 
 def split_frame_outputs(
     outputs: tuple[torch.Tensor, ...], num_levels: int
 ) -> tuple[dict[str, list[torch.Tensor]], torch.Tensor, torch.Tensor]:
     """:class:`FrameGraph` outputs → (head dict of per-level lists, bases, embedding map)."""
-    head = {
-        key: list(outputs[i * num_levels : (i + 1) * num_levels])
-        for i, key in enumerate(HEAD_OUTPUTS)
-    }
-    bases, embeddings = outputs[len(HEAD_OUTPUTS) * num_levels :]
+    head, bases, (embeddings,) = graphs.split_frame_outputs(outputs, num_levels)
     return head, bases, embeddings
 
 
-class FrameGraph(nn.Module):
-    """``image`` (3, H, W) float32, the resized frame in ``INPUT.FORMAT`` with values 0-255 →
-    for each of ``HEAD_OUTPUTS`` its L per-level maps (1, C_out, H_l, W_l), then the basis
-    masks (1, K, H/2, W/2) and the embedding map (1, D, H/8, W/8) (H, W padded)."""
+class FrameGraph(graphs.FrameGraph):
+    """SipMask's frame graph, then the embedding map (1, D, H/8, W/8) (H, W padded)."""
 
     def __init__(self, model: SipMaskVIS):
-        super().__init__()
-        self.backbone = model.backbone
-        # the model's dense heads as submodules, so that a trace records their parameters
-        self.fcos_head = model.fcos.head
-        self.feature_align = model.feature_align
-        self.coefficients = model.coefficients
-        self.basis = model.basis
+        super().__init__(model)
         self.track_head = model.track_head
-        self._model = [model]  # its methods, not its state
-        self.in_features = list(model.fcos.in_features)
-        self.register_buffer("pixel_mean", model.pixel_mean, False)
-        self.register_buffer("pixel_std", model.pixel_std, False)
-
-    def input_names(self) -> list[str]:
-        return ["image"]
 
     def output_names(self) -> list[str]:
-        levels = range(len(self.in_features))
-        return [f"{key}_{level}" for key in HEAD_OUTPUTS for level in levels] + [
-            "bases",
-            "embeddings",
-        ]
+        return [*super().output_names(), "embeddings"]
 
-    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        x = normalize_and_pad(
-            image, self.pixel_mean, self.pixel_std, self.backbone.size_divisibility
-        )
-        features = self.backbone(x)
-        levels = [features[f] for f in self.in_features]
-        model = self._model[0]
-        head = model.head_outputs(levels)
-        bases = model.basis(head["bbox_towers"][: model.basis_levels])
-        maps = [m for key in HEAD_OUTPUTS for m in head[key]]
-        return (*maps, bases, model.embeddings(levels))
+    def extra_outputs(self, levels: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+        return (self._model[0].embeddings(levels),)
