@@ -244,3 +244,70 @@ def test_train_net_trains_it_and_eval_only_prints_coco_box_and_mask_tables(coco_
     assert "copypaste: AP,AP50,AP75,APs,APm,APl" in log
     results = tmp_path / "eval" / "inference" / "synthetic_coco_val"
     assert (results / "coco_instances_results.json").is_file()
+
+
+def test_demo_export_and_benchmark_run_an_image_model(coco_split, tmp_path):
+    """tools/demo.py on a folder of images of two sizes and on a video (frame by frame),
+    tools/export_model.py with its parity check, tools/benchmark.py against Mask R-CNN."""
+    import json
+
+    import cv2
+    from detectron2.checkpoint import DetectionCheckpointer
+
+    root, _ = coco_split
+    env = datasets_env(root, tmp_path)
+    torch.manual_seed(0)
+    weights = tmp_path / "model.pth"
+    DetectionCheckpointer(with_large_boxes(build_model(tiny_cfg())), str(tmp_path)).save("model")
+    opts = [*TINY, "MODEL.WEIGHTS", str(weights), "MODEL.FCOS.INFERENCE_TH_TEST", "0.0"]
+    frames = sorted((root / "valid" / "JPEGImages").rglob("*.jpg"))
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    first = cv2.imread(str(frames[0]))
+    cv2.imwrite(str(photos / "a.jpg"), first)
+    cv2.imwrite(str(photos / "b.png"), cv2.resize(first, (70, 50)))  # another size
+    demo = [str(REPO / "tools" / "demo.py"), "--config-file", CONFIG]
+    out = tmp_path / "overlays"
+    proc = run_python(*demo, "--input", str(photos), "--output", str(out), "--json",
+                      "--confidence-threshold", "0.0", *opts, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert cv2.imread(str(out / "a.png")).shape == first.shape
+    assert cv2.imread(str(out / "b.png")).shape == (50, 70, 3)
+    results = json.loads((out / "photos.json").read_text())
+    assert {r["image_id"] for r in results} == {0, 1}
+    assert {r["file_name"] for r in results} == {str(photos / "a.jpg"), str(photos / "b.png")}
+    assert {r["category_id"] for r in results} <= set(range(1, 7))
+    assert all(set(r) >= {"bbox", "score", "segmentation"} for r in results)
+
+    video = tmp_path / "clip.mp4"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"mp4v"), 5, first.shape[1::-1])
+    for frame in frames[:3]:
+        writer.write(cv2.imread(str(frame)))
+    writer.release()
+    proc = run_python(*demo, "--input", str(video), "--output", str(tmp_path / "v"), "--json",
+                      *opts, env=env, timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (tmp_path / "v" / "clip.mp4").is_file()
+    assert "no tracking" in proc.stdout + proc.stderr
+    per_frame = json.loads((tmp_path / "v" / "clip.json").read_text())
+    assert {r["image_id"] for r in per_frame} <= {0, 1, 2}
+
+    export = run_python(str(REPO / "tools" / "export_model.py"), "--config-file", CONFIG,
+                        "--output", str(tmp_path / "exported"), "--sample-input", str(video),
+                        *opts, env=env, timeout=300)  # fmt: skip
+    assert export.returncode == 0, export.stderr[-3000:]
+    log = export.stdout + export.stderr
+    assert "export vs eager on 3 frame(s)" in log and "'same_counts': True" in log, log
+    evaluated = run_python(str(REPO / "tools" / "train_net.py"), "--config-file", CONFIG,
+                           "--eval-only", "--exported", str(tmp_path / "exported"), *TINY,
+                           "OUTPUT_DIR", str(tmp_path / "eval"), env=env, timeout=300)  # fmt: skip
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert "Evaluation results for segm" in evaluated.stdout + evaluated.stderr
+
+    bench = run_python(str(REPO / "tools" / "benchmark.py"), "--config-file", CONFIG,
+                       "--device", "cpu", "--threads", "1", "--size", "96x64", "--frames", "1",
+                       "--warmup", "0", "--detections", "3", "--output", str(tmp_path / "b"),
+                       *TINY, env=env, timeout=600)  # fmt: skip
+    assert bench.returncode == 0, bench.stderr[-3000:]
+    report = json.loads((tmp_path / "b" / "benchmark.json").read_text())
+    assert "sipmask" in json.dumps(report) and "mask_rcnn" in json.dumps(report)

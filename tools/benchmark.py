@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Per-frame video inference benchmark: VIS models against detectron2's Mask R-CNN, in one run.
+"""Per-frame inference benchmark: vis_d2's video and image models against detectron2's Mask
+R-CNN, in one run.
 
     python tools/benchmark.py --config-file configs/SGNet_R50.yaml   # 640x360, vs R50-FPN
     python tools/benchmark.py --config-file A.yaml --frames 10 --output out/bench  # + json, plot
@@ -7,10 +8,12 @@
     python tools/benchmark.py --config-file A.yaml --config-file B.yaml   # two methods side by side
     python tools/benchmark.py --config-file A.yaml --skip-baseline --detections 100 --profile
 
-Every model runs at batch 1 on the same frames at ``--size``; a VIS model (any registered
-META_ARCH implementing ``vis_d2.modeling.VISModel`` with a benchmark adapter,
-``vis_d2.benchmark.register_benchmark_adapter``) runs online (``reset()``, then
-``inference_frame`` frame after frame, so its tracking works). For each
+Every model runs at batch 1 on the same frames at ``--size``; a vis_d2 model (any registered
+META_ARCH implementing ``vis_d2.modeling.FrameModel`` with a benchmark adapter,
+``vis_d2.benchmark.register_benchmark_adapter``) runs ``inference_frame`` frame after frame: a
+video model online (``reset()`` first, so its tracking works), an image model (SipMask) image
+by image, e.g. ``--size 544x544`` or ``--size 1333x800`` for SipMask's real-time and
+high-accuracy inputs. For each
 number of detections N, every model is configured to output exactly N a frame (every candidate
 passes the score threshold, NMS at IoU 1.0 suppresses nothing, the top N are kept) and the
 actual count of every frame is checked. Every (model, N) setting is its own model instance,
@@ -131,7 +134,7 @@ def argument_parser() -> argparse.ArgumentParser:
         action="append",
         required=True,
         metavar="FILE",
-        help="a VIS model's config; repeat it to benchmark several models side by side",
+        help="a vis_d2 model's config; repeat it to benchmark several models side by side",
     )
     parser.add_argument(
         "--baseline-config",

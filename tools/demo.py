@@ -1,11 +1,13 @@
 #!/usr/bin/env python
 """Run a VIS model on a video and write the tracked instances as an overlay video (detectron2's
-demo/demo.py, for videos).
+demo/demo.py, for videos); run an image model (e.g. SipMask) on images or a video.
 
     python tools/demo.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml \\
         --input datasets/synthetic_vis/valid/JPEGImages/valid_00000 --output demo_out/ --json \\
         MODEL.WEIGHTS output/sgnet_r18_synthetic/model_final.pth
     python tools/demo.py --exported exported_model/ --input clip.mp4 --output out/clip.mp4
+    python tools/demo.py --config-file projects/SipMask/configs/SipMask_R50_1x.yaml \\
+        --input photos/ --output out/ --json MODEL.WEIGHTS sipmask_r50.pth
 
 The input is a video file, a folder of frames or a quoted glob of frames; it is read one frame
 at a time and run online (each frame sees only the past), so memory does not grow with the
@@ -13,6 +15,14 @@ video's length. ``--output`` is an .mp4 path or a folder (the video is then name
 input); the json and the PNG folder go beside the video. Outputs are written under temporary
 names and only moved into place when the whole video has been processed; an output never
 replaces an input, and replaces an existing file only with ``--overwrite``.
+
+An image model (a META_ARCH that is not a ``vis_d2.modeling.VISModel``) sees each image or
+frame on its own, without tracking; its instances are drawn by detectron2's ``Visualizer``. For
+an image, a folder or a glob of images, ``--output`` is a folder that receives one overlay
+``<image name>.png`` per image (or, for a single image, a .png/.jpg path), and ``--json`` writes
+``<input name>.json`` there: detectron2's COCO results (image_id = the image's index, its
+file_name, category_id, bbox, score, RLE segmentation). A video gives an overlay video and, with
+``--json``, the same results per frame beside it. Images may differ in size.
 
 The command line is checked before the model stack (torch, detectron2) is imported, so
 ``--help`` and argument errors answer at once.
@@ -32,16 +42,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from detectron2.data import Metadata
+
     from vis_d2.data.visualizer import TrackVisualizer
     from vis_d2.engine.predictor import FramePreprocessor
     from vis_d2.evaluation import TrackResults
     from vis_d2.export import ExportedModel
-    from vis_d2.modeling import VISModel
+    from vis_d2.modeling import FrameModel, VISModel
     from vis_d2.utils.video_io import FrameSource
 
 logger = logging.getLogger("vis_d2.demo")
 
 DEFAULT_FPS = 10.0  # frame folders and globs carry no frame rate
+IMAGE_OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
 def positive_float(text: str) -> float:
@@ -244,6 +257,189 @@ def run(
     return num_frames
 
 
+@dataclass
+class ImageOutputPaths:
+    overlays: list[Path]  # one per input image, in order
+    json: Path | None
+
+
+def image_output_paths(
+    output: str, source: FrameSource, *, save_json: bool, overwrite: bool
+) -> ImageOutputPaths:
+    """Where an image model's overlays of the images of ``source`` go: ``<output>/<image
+    name>.png`` each, or ``output`` itself for one image given a .png/.jpg path; each checked
+    by :func:`check_output` against the inputs. Creates nothing.
+
+    Raises:
+        VideoIOError: naming the path that cannot or may not be written.
+    """
+    from vis_d2.utils.video_io import VideoIOError, check_output
+
+    out = Path(output)
+    if out.suffix.lower() in IMAGE_OUTPUT_SUFFIXES:
+        if len(source.paths) != 1:
+            raise VideoIOError(
+                f"--output {out} names one image, but {source.description} has "
+                f"{len(source.paths)}; give a folder"
+            )
+        overlays = [out]
+        folder = out.parent
+    else:
+        if out.exists() and not out.is_dir():
+            raise VideoIOError(f"cannot write to {out}: it exists and is not a directory")
+        overlays = [out / f"{Path(p).stem}.png" for p in source.paths]
+        folder = out
+    if len(set(overlays)) != len(overlays):
+        raise VideoIOError(
+            f"{source.description} holds images of the same name in different formats; "
+            "their overlays would collide in --output"
+        )
+    paths = ImageOutputPaths(overlays, folder / f"{source.name}.json" if save_json else None)
+    for path in (*paths.overlays, paths.json):
+        if path is not None:
+            check_output(path, source.paths, overwrite=overwrite)
+    return paths
+
+
+def draw_detections(frame, instances, metadata: Metadata):
+    """BGR (H, W, 3) uint8 ``frame`` with ``instances`` drawn by detectron2's Visualizer."""
+    from detectron2.utils.visualizer import Visualizer
+
+    drawn = Visualizer(frame[:, :, ::-1], metadata).draw_instance_predictions(instances)
+    return drawn.get_image()[:, :, ::-1]
+
+
+def coco_results(instances, image_id: int, file_name: str, ids: dict[int, int]) -> list[dict]:
+    """detectron2's COCO results of one image's ``instances``, category ids mapped by ``ids``
+    (contiguous → dataset id), each with the image's ``file_name``."""
+    from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+
+    results = instances_to_coco_json(instances, image_id)
+    for r in results:
+        r["category_id"] = ids[r["category_id"]]
+        r["file_name"] = file_name
+    return results
+
+
+def run_images(
+    model: FrameModel | ExportedModel,
+    source: FrameSource,
+    paths: ImageOutputPaths,
+    *,
+    preprocess: FramePreprocessor,
+    metadata: Metadata,
+    ids: dict[int, int],
+    threshold: float,
+) -> int:
+    """An image model on every image of ``source``, each on its own, into the overlays and
+    the json; returns the number of images. Nothing is left at ``paths`` unless every image
+    succeeded."""
+    import cv2
+    from tqdm import tqdm
+
+    from vis_d2.utils.video_io import StagedOutputs, VideoIOError
+
+    results: list[dict] = []
+    with StagedOutputs() as staged:
+        model_seconds, count = 0.0, 0
+        bar = tqdm(source, total=source.num_frames, unit="image", desc=source.name)
+        try:
+            for i, (label, frame) in enumerate(bar):
+                inputs = preprocess(frame)
+                start = time.perf_counter()
+                instances = model.inference_frame(inputs).to("cpu")
+                model_seconds += time.perf_counter() - start
+                instances = instances[instances.scores >= threshold]
+                overlay = staged.file(paths.overlays[i])
+                if not cv2.imwrite(str(overlay), draw_detections(frame, instances, metadata)):
+                    raise VideoIOError(f"cannot write {paths.overlays[i]}")
+                if paths.json is not None:
+                    results += coco_results(instances, i, label, ids)
+                count = i + 1
+        finally:
+            bar.close()
+        if paths.json is not None:
+            json_file = staged.file(paths.json)
+            try:
+                json_file.write_text(json.dumps(results))
+            except OSError as e:
+                raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
+        staged.commit()
+    logger.info(
+        f"{count} images of {source.description}, {count / max(model_seconds, 1e-9):.1f} "
+        "images/s (model only)"
+    )
+    where = paths.overlays[0] if len(paths.overlays) == 1 else paths.overlays[0].parent
+    logger.info(f"wrote {count} overlays to {where}")
+    if paths.json is not None:
+        logger.info(f"wrote {len(results)} detections (scores >= {threshold:g}) to {paths.json}")
+    return count
+
+
+def run_frames(
+    model: FrameModel | ExportedModel,
+    source: FrameSource,
+    paths: OutputPaths,
+    *,
+    preprocess: FramePreprocessor,
+    metadata: Metadata,
+    ids: dict[int, int],
+    fps: float,
+    threshold: float,
+) -> int:
+    """An image model on every frame of a video, each on its own (no tracking), into an
+    overlay video and the json of every frame's detections; returns the number of frames."""
+    from tqdm import tqdm
+
+    from vis_d2.utils.memory import TRIM_EVERY, trim_heap
+    from vis_d2.utils.video_io import Mp4Writer, StagedOutputs, VideoIOError
+
+    results: list[dict] = []
+    with StagedOutputs() as staged:
+        writer = Mp4Writer(staged.file(paths.video), fps)
+        frames_dir = staged.directory(paths.frames) if paths.frames else None
+        model_seconds, num_frames = 0.0, 0
+        bar = tqdm(source, total=source.num_frames, unit="frame", desc=source.name)
+        try:
+            for t, (label, frame) in enumerate(bar):
+                inputs = preprocess(frame)
+                start = time.perf_counter()
+                instances = model.inference_frame(inputs).to("cpu")
+                model_seconds += time.perf_counter() - start
+                instances = instances[instances.scores >= threshold]
+                overlay = draw_detections(frame, instances, metadata)
+                writer.write(overlay)
+                if frames_dir is not None:
+                    import cv2
+
+                    png = frames_dir / f"{t:05d}.png"
+                    if not cv2.imwrite(str(png), overlay):
+                        raise VideoIOError(f"cannot write frame {png}")
+                if paths.json is not None:
+                    results += coco_results(instances, t, label, ids)
+                num_frames = t + 1
+                if num_frames % TRIM_EVERY == 0:
+                    trim_heap()
+        finally:
+            writer.close()
+            bar.close()
+        if paths.json is not None:
+            json_file = staged.file(paths.json)
+            try:
+                json_file.write_text(json.dumps(results))
+            except OSError as e:
+                raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
+        staged.commit()
+    logger.info(
+        f"{num_frames} frames of {source.description}, "
+        f"{num_frames / max(model_seconds, 1e-9):.1f} FPS (model only, no tracking)"
+    )
+    logger.info(f"wrote video {paths.video} ({num_frames} frames, {fps:g} fps)")
+    if paths.json is not None:
+        logger.info(f"wrote {len(results)} detections (scores >= {threshold:g}) to {paths.json}")
+    return num_frames
+
+
 def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int:
     """The demo; ``console_logging`` sets up detectron2-style logging to the console (the
     command line does, a caller embedding the demo keeps its own logging)."""
@@ -267,20 +463,13 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
     )
     from vis_d2.evaluation import TrackResults
     from vis_d2.export import ExportedModel, ExportUnavailableError
+    from vis_d2.modeling import is_video_model
     from vis_d2.utils.video_io import VideoIOError, open_frames
 
     if console_logging:
         setup_console_logging()
 
     try:
-        source = open_frames(args.input)
-        paths = output_paths(
-            args.output,
-            source,
-            save_json=args.json,
-            save_frames=args.save_frames,
-            overwrite=args.overwrite,
-        )
         if args.exported:
             model = ExportedModel(args.exported, opts=args.opts)
             cfg = model.cfg
@@ -298,6 +487,17 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
             model = load_model(cfg)
         register_config_splits(cfg)
         metadata = metadata_of(cfg)
+        video_model = is_video_model(cfg.MODEL.META_ARCHITECTURE)
+        source = open_frames(args.input, same_size=video_model)
+        if not video_model:
+            return run_image_model(model, source, args, cfg, metadata)
+        paths = output_paths(
+            args.output,
+            source,
+            save_json=args.json,
+            save_frames=args.save_frames,
+            overwrite=args.overwrite,
+        )
         run(
             model,
             source,
@@ -315,6 +515,39 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
     except (VideoIOError, FileNotFoundError, CheckpointError, ExportUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def run_image_model(
+    model: FrameModel | ExportedModel,
+    source: FrameSource,
+    args: argparse.Namespace,
+    cfg,
+    metadata: Metadata,
+) -> int:
+    """The demo of an image model: overlays of images, or of a video's frames."""
+    from vis_d2.engine.predictor import FramePreprocessor, dataset_ids
+
+    common = {
+        "preprocess": FramePreprocessor(cfg),
+        "metadata": metadata,
+        "ids": dataset_ids(metadata, model.num_classes),
+        "threshold": args.confidence_threshold,
+    }
+    if not source.is_video:
+        paths = image_output_paths(
+            args.output, source, save_json=args.json, overwrite=args.overwrite
+        )
+        run_images(model, source, paths, **common)
+        return 0
+    paths = output_paths(
+        args.output,
+        source,
+        save_json=args.json,
+        save_frames=args.save_frames,
+        overwrite=args.overwrite,
+    )
+    run_frames(model, source, paths, fps=args.fps or source.fps or DEFAULT_FPS, **common)
     return 0
 
 

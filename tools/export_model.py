@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Export a VIS model's per-frame network to TorchScript or ONNX (detectron2's
-tools/deploy/export_model.py, for video).
+"""Export a vis_d2 model's per-frame network to TorchScript or ONNX (detectron2's
+tools/deploy/export_model.py, for video and image models).
 
     python tools/export_model.py --config-file configs/synthetic/SGNet_R18_synthetic.yaml \\
         --format torchscript --output exported/ --sample-input clip.mp4 \\
@@ -11,8 +11,8 @@ The dense part of each frame (backbone, FPN and the dense layers of the heads) i
 graphs valid for any input size; the parts whose sizes depend
 on the data (score threshold, top-k, NMS, the reads at the detections, mask assembly, the
 tracker) run in Python around them, with the model's own code (``vis_d2.export.ExportedModel``
-runs an export folder). Any registered META_ARCH that implements ``vis_d2.modeling.VISModel``
-can be exported. The export is checked against
+runs an export folder). Any registered META_ARCH that implements ``vis_d2.modeling.FrameModel``
+(every video model, and image models such as SipMask) can be exported. The export is checked against
 the eager model on the first ``--check-frames`` sample frames and only kept if they agree.
 ONNX export needs the ``onnx`` package (running it, ``onnxruntime``).
 """

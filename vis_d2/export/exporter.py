@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from detectron2.config import CfgNode
 
-from ..modeling.meta_arch import VISModel
+from ..modeling.meta_arch import FrameModel
 from .runner import MANIFEST, WEIGHTS, require_module
 
 __all__ = ["EXPORT_FORMATS", "export_model"]
@@ -87,7 +87,7 @@ def _save_graph(
     logger.info(f"exported {type(graph).__name__} to {path}")
 
 
-def _sparse_tensors(model: VISModel) -> dict[str, torch.Tensor]:
+def _sparse_tensors(model: FrameModel) -> dict[str, torch.Tensor]:
     """The parameters and buffers of the model's sparse modules and its own buffers (pixel
     mean and std): what its Python part reads besides the graphs."""
     prefixes = tuple(f"{name}." for name in model.sparse_modules())
@@ -100,21 +100,21 @@ def _sparse_tensors(model: VISModel) -> dict[str, torch.Tensor]:
 
 
 def export_model(
-    model: VISModel,
+    model: FrameModel,
     cfg: CfgNode,
     images: list[torch.Tensor],
     output_dir: str | Path,
     fmt: str = "torchscript",
 ) -> Path:
-    """Export ``model`` (a :class:`VISModel` in eval mode) into the folder ``output_dir``
+    """Export ``model`` (a :class:`FrameModel` in eval mode) into the folder ``output_dir``
     (created if needed).
 
     ``images``: one or two consecutive resized frames (C, H, W) in ``INPUT.FORMAT``, 0-255,
-    on which the graphs are traced (see :meth:`VISModel.trace_inputs`). The traces hold no
+    on which the graphs are traced (see :meth:`FrameModel.trace_inputs`). The traces hold no
     data-dependent control flow, so they are valid for other sizes and contents.
 
-    Writes every graph of :meth:`VISModel.export_graphs` (``.ts`` TorchScript or ``.onnx``),
-    ``weights.pth`` (the tensors of :meth:`VISModel.sparse_modules`, which run in Python),
+    Writes every graph of :meth:`FrameModel.export_graphs` (``.ts`` TorchScript or ``.onnx``),
+    ``weights.pth`` (the tensors of :meth:`FrameModel.sparse_modules`, which run in Python),
     ``config.yaml`` and the manifest ``export.json``.
 
     Raises:

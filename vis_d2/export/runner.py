@@ -16,7 +16,7 @@ from detectron2.modeling import META_ARCH_REGISTRY
 from detectron2.structures import Instances
 
 from ..config import get_cfg
-from ..modeling.meta_arch import Graph, VISModel
+from ..modeling.meta_arch import FrameModel, Graph
 
 __all__ = [
     "MANIFEST",
@@ -88,7 +88,7 @@ def load_graphs(
 ) -> dict[str, Graph]:
     """The graphs of an export folder by name (TorchScript modules, or ONNX Runtime sessions
     on the CPU), each called with tensors and returning a tuple of tensors on ``device``, as
-    :meth:`VISModel.use_graphs` takes them."""
+    :meth:`FrameModel.use_graphs` takes them."""
     export_dir, device = Path(export_dir), torch.device(device)
     if manifest is None:
         manifest = json.loads((export_dir / MANIFEST).read_text())
@@ -107,7 +107,7 @@ class ExportedModel:
     model's streaming inference: :meth:`reset`, then :meth:`inference_frame` per frame.
 
     The model is rebuilt from the saved config without allocating its weights; the modules
-    its Python part reads (:meth:`VISModel.sparse_modules`) get the saved weights and the
+    its Python part reads (:meth:`FrameModel.sparse_modules`) get the saved weights and the
     loaded graphs replace its dense modules, so thresholds, NMS, mask assembly and tracking
     run the eager model's own code. ``opts`` (``KEY VALUE`` pairs) override the saved
     config's post-processing settings, e.g. ``MODEL.FCOS.INFERENCE_TH_TEST``.
@@ -138,7 +138,7 @@ class ExportedModel:
         self.model = self._build_model()
         self.model.use_graphs(load_graphs(self.export_dir, self.device, self.manifest))
 
-    def _build_model(self) -> VISModel:
+    def _build_model(self) -> FrameModel:
         with torch.device("meta"):  # no memory and no initialisation for the graphs' weights
             model = META_ARCH_REGISTRY.get(self.cfg.MODEL.META_ARCHITECTURE)(self.cfg)
         saved = torch.load(
@@ -181,11 +181,12 @@ class ExportedModel:
 
     def inference_video(self, video: dict) -> dict:
         """A whole video (``frames``: per-frame inputs, as from ``YTVISTestMapper``) →
-        ``{"frames": [Instances]}``, as :meth:`VISModel.inference_video`."""
+        ``{"frames": [Instances]}``, as :meth:`~vis_d2.modeling.VISModel.inference_video`
+        (video models only)."""
         return self.model.inference_video(video)
 
     def inference_frame(self, frame: dict) -> Instances:
-        """One frame, as :meth:`VISModel.inference_frame`."""
+        """One frame, as :meth:`FrameModel.inference_frame`."""
         return self.model.inference_frame(frame)
 
 
@@ -199,7 +200,8 @@ def _mask_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def compare_frames(reference: list[Instances], other: list[Instances]) -> dict:
     """Agreement of two runs over the same frames (e.g. eager vs exported).
 
-    Returns ``same_counts`` / ``same_classes`` / ``same_track_ids`` (bool, over all frames),
+    Returns ``same_counts`` / ``same_classes`` / ``same_track_ids`` (bool, over all frames;
+    frames without ``track_ids``, an image model's, agree on them),
     ``max_box_diff`` (px) and ``max_score_diff`` (absolute), ``min_mask_iou`` (1.0 when no
     instance), and ``detections`` (count per frame of ``reference``). Boxes, scores and masks
     are only compared on frames whose counts agree.
@@ -223,7 +225,9 @@ def compare_frames(reference: list[Instances], other: list[Instances]) -> dict:
         if len(ref) == 0:
             continue
         out["same_classes"] &= bool(torch.equal(ref.pred_classes, oth.pred_classes))
-        out["same_track_ids"] &= bool(torch.equal(ref.track_ids, oth.track_ids))
+        if ref.has("track_ids") or oth.has("track_ids"):
+            same = ref.has("track_ids") and oth.has("track_ids")
+            out["same_track_ids"] &= same and bool(torch.equal(ref.track_ids, oth.track_ids))
         box_diff = (ref.pred_boxes.tensor - oth.pred_boxes.tensor).abs().max()
         out["max_box_diff"] = max(out["max_box_diff"], float(box_diff))
         out["max_score_diff"] = max(

@@ -56,7 +56,8 @@ class FrameSource:
 
     Iterating yields ``(label, frame)``: ``label`` names the frame in messages (its file, or
     ``"<video> frame <t>"``), ``frame`` is BGR uint8 (H, W, 3). Every frame must have the size
-    of the first one. ``name`` is a short name for output files, ``fps`` the video file's frame
+    of the first one, unless ``same_size`` is False (images for an image model). ``name`` is a
+    short name for output files, ``fps`` the video file's frame
     rate (None for images), ``num_frames`` the frame count when known in advance (None for a
     video file whose container does not say), ``paths`` the files it reads.
     """
@@ -70,6 +71,7 @@ class FrameSource:
         video: str | None = None,
         fps: float | None = None,
         num_frames: int | None = None,
+        same_size: bool = True,
     ):
         self.name = name
         self.description = description
@@ -78,6 +80,12 @@ class FrameSource:
         self._images = images
         self._video = video
         self.paths = list(images) if images is not None else [video]
+        self.same_size = same_size
+
+    @property
+    def is_video(self) -> bool:
+        """Whether the frames come from a video file (else from image files)."""
+        return self._video is not None
 
     def __iter__(self) -> Iterator[tuple[str, np.ndarray]]:
         frames = self._read_images() if self._images is not None else self._read_video()
@@ -85,7 +93,7 @@ class FrameSource:
         for label, frame in frames:
             if first_shape is None:
                 first_shape = frame.shape
-            elif frame.shape != first_shape:
+            elif self.same_size and frame.shape != first_shape:
                 raise VideoIOError(
                     f"frame {label} is {frame.shape[1]}x{frame.shape[0]}, but the first frame of "
                     f"{self.description} is {first_shape[1]}x{first_shape[0]}"
@@ -132,8 +140,12 @@ def video_frames(video: dict) -> FrameSource:
     return _image_sequence(list(video["file_names"]), str(vid), f"video {vid}")
 
 
-def _image_sequence(paths: list[str], name: str, description: str) -> FrameSource:
-    return FrameSource(name, description, images=paths, num_frames=len(paths))
+def _image_sequence(
+    paths: list[str], name: str, description: str, same_size: bool = True
+) -> FrameSource:
+    return FrameSource(
+        name, description, images=paths, num_frames=len(paths), same_size=same_size
+    )
 
 
 def _list_directory(path: str) -> list[str]:
@@ -166,11 +178,12 @@ def _probe_video(path: str) -> FrameSource:
     )
 
 
-def open_frames(spec: str) -> FrameSource:
+def open_frames(spec: str, same_size: bool = True) -> FrameSource:
     """A :class:`FrameSource` for ``spec``: a video file (anything cv2 can decode), an image
     file (a one-frame video), a folder of images or a glob of image files (both in natural
-    order). Checks that the input exists, can be read and has at least one frame; a frame
-    that cannot be decoded is reported when it is reached.
+    order; of one size, unless ``same_size`` is False). Checks that the input exists, can be
+    read and has at least one frame; a frame that cannot be decoded is reported when it is
+    reached.
 
     Raises:
         VideoIOError: naming the path, when the input is missing, unreadable or empty.
@@ -183,12 +196,12 @@ def open_frames(spec: str) -> FrameSource:
                 f"{', '.join(IMAGE_EXTENSIONS)})"
             )
         name = Path(os.path.abspath(spec)).name
-        return _image_sequence(frames, name, f"directory {spec}")
+        return _image_sequence(frames, name, f"directory {spec}", same_size)
     if os.path.isfile(spec):
         if not os.access(spec, os.R_OK):
             raise VideoIOError(f"cannot read input {spec}: permission denied")
         if _is_image(spec):
-            return _image_sequence([spec], Path(spec).stem, f"image {spec}")
+            return _image_sequence([spec], Path(spec).stem, f"image {spec}", same_size)
         return _probe_video(spec)
     if _GLOB_CHARS.search(spec):
         matches = glob.glob(spec)
@@ -199,7 +212,7 @@ def open_frames(spec: str) -> FrameSource:
                 f"input glob {spec} matches no image files ({len(matches)} matches in all)"
             )
         name = Path(os.path.abspath(frames[0])).parent.name
-        return _image_sequence(frames, name, f"glob {spec}")
+        return _image_sequence(frames, name, f"glob {spec}", same_size)
     raise VideoIOError(f"input {spec} does not exist")
 
 
