@@ -1,6 +1,8 @@
 """SipMask on vis_d2: ``add_sipmask_config``, the image META_ARCH ``SipMask`` (registered on
-import) and SipMask's modules, which SipMask-VIS builds on."""
+import), its converter of the authors' checkpoints (registered on import) and SipMask's modules,
+which SipMask-VIS builds on."""
 
+from . import convert  # noqa: F401  (registers the authors' checkpoint converter)
 from .config import add_sipmask_config
 from .sipmask import SipMask, SipMaskParts
 
