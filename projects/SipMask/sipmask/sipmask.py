@@ -341,7 +341,8 @@ class SipMask(SipMaskParts, nn.Module):
     ) -> list[dict] | list[Instances]:
         """Detections of each image: ``[{"instances"}]`` at the output size (``height`` /
         ``width``, else the input size), or without ``do_postprocess`` the ``Instances`` on
-        the network input (boxes in input px, masks at the input size)."""
+        the network input (boxes in input px, masks at the input size); the same detections
+        either way (an NMS offset in output pixels is counted at the output size)."""
         images = self.preprocess_image(batched_inputs)
         features = self.backbone(images.tensor)
         levels = [features[f] for f in self.fcos.in_features]
@@ -349,13 +350,15 @@ class SipMask(SipMaskParts, nn.Module):
         bases = self.basis(head["bbox_towers"][: self.basis_levels])
         if self.rescoring is not None:
             self.rescoring.check_map_size(*bases.shape[-2:])
-        detections = self.fcos.detect(head, images.image_sizes)
+        output_sizes = [
+            (x.get("height", size[0]), x.get("width", size[1]))
+            for x, size in zip(batched_inputs, images.image_sizes, strict=True)
+        ]
+        detections = self.fcos.detect(head, images.image_sizes, output_sizes)
         results = []
-        for i, (det, inputs) in enumerate(zip(detections, batched_inputs, strict=True)):
+        for i, det in enumerate(detections):
             in_size = images.image_sizes[i]
-            out_size = (inputs.get("height", in_size[0]), inputs.get("width", in_size[1]))
-            if not do_postprocess:
-                out_size = in_size
+            out_size = output_sizes[i] if do_postprocess else in_size
             maps = [m[i : i + 1] for m in head["coefficients"]]
             det.pred_masks = self.detection_masks(maps, bases[i : i + 1], det, in_size, out_size)
             if self.rescoring is not None:
