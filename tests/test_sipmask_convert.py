@@ -14,6 +14,8 @@ import torch
 from conftest import REPO, run_python
 from detectron2.layers import FrozenBatchNorm2d
 from detectron2.modeling import build_model
+from sipmask.mask_rescoring import MaskRescoring
+from torch.nn import functional as F
 
 from vis_d2.engine.predictor import setup_cfg
 from vis_d2.engine.weight_conversion import ConversionError, convert_checkpoint
@@ -150,6 +152,19 @@ def test_sipmask_plus_plus_mmdetection_release(tmp_path):
     ]:
         assert torch.equal(weights[ours], source[theirs]), ours
     assert not any(k.startswith(r + "res2.") and "offset" in k for k in weights)
+    # their test-time re-scoring (sipmask_head.py get_bboxes_single): the ConvModules (3×3
+    # conv, stride 2, no padding, ReLU), mask_scoring, ReLU, max-pool over the map
+    rescoring = MaskRescoring(authors.NUM_CLASSES)
+    rescoring.load_state_dict({k: weights["rescoring." + k] for k in rescoring.state_dict()})
+    masks = torch.rand(2, 130, 140, generator=torch.Generator().manual_seed(0))
+    x = masks[:, None]
+    for i in range(6):
+        w, b = (source[f"{h}convs_scoring.{i}.conv.{n}"] for n in ("weight", "bias"))
+        x = torch.relu(F.conv2d(x, w, b, stride=2))
+    x = torch.relu(F.conv2d(x, source[h + "mask_scoring.weight"], source[h + "mask_scoring.bias"]))
+    expected = F.max_pool2d(x, kernel_size=x.shape[2:]).flatten(1)
+    with torch.no_grad():
+        torch.testing.assert_close(rescoring(masks), expected)
 
 
 @pytest.fixture(scope="module")
