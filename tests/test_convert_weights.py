@@ -347,5 +347,7 @@ def test_errors_of_convert_checkpoint_name_the_file(converted, tmp_path):
 
 def test_meta_arch_without_converter_lists_the_converters(tmp_path):
     cfg = setup_cfg(str(REPO / "configs" / "SGNet_R50.yaml"), OPTS)
-    with pytest.raises(ConversionError, match="no weight converter .* SGNet.*: STMask, SipMaskVIS"):
+    with pytest.raises(
+        ConversionError, match="no weight converter .* SGNet.*: STMask, SipMask, SipMaskVIS"
+    ):
         convert_checkpoint(cfg, tmp_path / "anything.pth")

@@ -311,3 +311,33 @@ def test_demo_export_and_benchmark_run_an_image_model(coco_split, tmp_path):
     assert bench.returncode == 0, bench.stderr[-3000:]
     report = json.loads((tmp_path / "b" / "benchmark.json").read_text())
     assert "sipmask" in json.dumps(report) and "mask_rcnn" in json.dumps(report)
+
+
+@pytest.mark.parametrize(
+    "name, cls_convs, norm, deformable, rescoring",
+    [
+        ("SipMask_R50_1x.yaml", 3, True, 0, False),
+        ("SipMask_R50_544_6x.yaml", 1, False, 0, False),
+        ("SipMaskPP_R101_GN_544_10x.yaml", 1, True, 3 + 23 + 4, True),
+    ],
+)
+def test_released_model_configs_build_their_architecture(name, cls_convs, norm, deformable,
+                                                          rescoring):  # fmt: skip
+    from torch import nn
+
+    from vis_d2.layers import DeformConv
+
+    cfg = get_cfg()
+    cfg.merge_from_file(str(PROJECT / "configs" / name))
+    cfg.merge_from_list(["MODEL.DEVICE", "cpu", "MODEL.WEIGHTS", ""])
+    torch.manual_seed(0)
+    model = build_model(cfg).eval()
+    tower = model.fcos.head.cls_tower
+    assert sum(isinstance(m, nn.Conv2d) for m in tower) == cls_convs
+    assert any(isinstance(m, nn.GroupNorm) for m in tower) == norm
+    assert isinstance(model.feature_align.norm, nn.GroupNorm) == norm
+    blocks = [m for m in model.backbone.bottom_up.modules() if isinstance(m, DeformConv)]
+    assert len(blocks) == deformable  # every block of res3-res5 (R-101: 4 + 23 + 3)
+    assert (model.rescoring is not None) == rescoring
+    out = model([{"image": torch.zeros(3, 256, 256), "height": 300, "width": 310}])
+    assert out[0]["instances"].image_size == (300, 310)

@@ -54,8 +54,12 @@ def add_fcos_config(cfg: CN) -> CN:
     _C.CLIP_BEFORE_NMS = False
     _C.CLIP_OFFSET = 0.0
     # added to the widths and heights of the boxes (and their intersection) in the NMS IoU
-    # (1: mmdetection v1's nms op, input pixels)
+    # (1: mmdetection v1's nms op)
     _C.NMS_IOU_OFFSET = 0.0
+    # the pixels NMS_IOU_OFFSET is counted in: "input" (the network input's) or "output" (the
+    # output image's, per axis: mmdetection v1's image detectors, which rescale their boxes to
+    # the original image before NMS; models that pass their output sizes: SipMask)
+    _C.NMS_IOU_OFFSET_UNIT = "input"
     return cfg
 
 

@@ -9,8 +9,9 @@ a shape that does not fit. :func:`convert_checkpoint` builds the model of a conf
 checkpoint file for it and loads the result strictly.
 
 The helpers here read checkpoint files and map the parts that mmdetection v1 models share
-(its caffe/pytorch-style ResNet, its FPN, its ``ConvModule`` towers) to detectron2's and
-vis_d2's modules; methods build on them with :class:`ConversionBuilder`.
+(its caffe/pytorch-style ResNet, its FPN, its ``ConvModule`` towers) and maskrcnn-benchmark's
+ResNet and FPN to detectron2's and vis_d2's modules; methods build on them with
+:class:`ConversionBuilder`.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ __all__ = [
     "convert_checkpoint",
     "load_checkpoint_weights",
     "map_conv_module_tower",
+    "map_maskrcnn_benchmark_fpn",
+    "map_maskrcnn_benchmark_resnet",
     "map_mmdet_fpn",
     "map_mmdet_resnet",
     "register_converter",
@@ -314,15 +317,18 @@ def convert_checkpoint(cfg: CfgNode, path: str | os.PathLike) -> tuple[Conversio
 
 
 # ------------------------------------------------------------------- mmdetection v1 parts
-_RESNET_STAGE = re.compile(r"^res(\d+)\.(\d+)\.(conv\d+|shortcut)(\.norm)?\.(\w+)$")
+_RESNET_STAGE = re.compile(r"^res(\d+)\.(\d+)\.(conv\d+|conv2_offset|shortcut)(\.norm)?\.(\w+)$")
 _RESNET_STEM = re.compile(r"^stem\.conv1(\.norm)?\.(\w+)$")
+DETECTRON2_FROZEN_BN_EPS = 1e-5  # detectron2's FrozenBatchNorm2d: weight / sqrt(var + eps)
 
 
-def _mmdet_resnet_name(name: str) -> str | None:
-    """detectron2 ResNet name (below the ResNet) → mmdetection v1 ResNet name, or None."""
+def _mmdet_resnet_name(name: str, stem: str = "") -> str | None:
+    """detectron2 ResNet name (below the ResNet) → mmdetection v1 ResNet name (its stem's
+    ``conv1``/``bn1`` under ``stem``), or None. A deformable block's offset conv
+    (``conv2_offset``) is mmdetection's ``DeformConvPack`` ``conv2.conv_offset``."""
     m = _RESNET_STEM.match(name)
     if m:
-        return f"bn1.{m[2]}" if m[1] else f"conv1.{m[2]}"
+        return f"{stem}bn1.{m[2]}" if m[1] else f"{stem}conv1.{m[2]}"
     m = _RESNET_STAGE.match(name)
     if not m:
         return None
@@ -330,25 +336,58 @@ def _mmdet_resnet_name(name: str) -> str | None:
     block_name = f"layer{int(stage) - 1}.{block}"
     if layer == "shortcut":
         return f"{block_name}.downsample.{1 if norm else 0}.{param}"
+    if layer == "conv2_offset":
+        return f"{block_name}.conv2.conv_offset.{param}"
     return f"{block_name}.{'bn' + layer[4:] if norm else layer}.{param}"
 
 
-def map_mmdet_resnet(builder: ConversionBuilder, source_prefix: str, target_prefix: str) -> None:
-    """An mmdetection v1 ResNet (``conv1``, ``bn1``, ``layer{1-4}.{b}.conv{i}/bn{i}``,
-    ``downsample.0/1``) → detectron2's ResNet (``stem.conv1``, ``res{2-5}.{b}.conv{i}``,
-    ``.norm``, ``shortcut``), any depth, every weight the target ResNet has. For the
-    caffe-style source the target must put the stride in the 1×1 conv
-    (``MODEL.RESNETS.STRIDE_IN_1X1``), which the weights cannot tell. The source's BatchNorm
-    step counters are declared unused (detectron2's frozen BatchNorm has none)."""
+def _map_resnet(
+    builder: ConversionBuilder,
+    source_prefix: str,
+    target_prefix: str,
+    stem: str,
+    transforms: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
+) -> None:
+    """Every weight of the detectron2 ResNet at ``target_prefix`` ← the mmdetection-style
+    name under ``source_prefix`` (stem under ``stem``); ``transforms`` by parameter name."""
     keys = builder.target_keys(target_prefix)
     if not keys:
         raise ConversionError(f"the model has no ResNet weights under {target_prefix}")
     for key in keys:
-        name = _mmdet_resnet_name(key[len(target_prefix) :])
+        name = _mmdet_resnet_name(key[len(target_prefix) :], stem)
         if name is None:
-            raise ConversionError(f"the model's ResNet weight {key} has no mmdetection name")
-        builder.take(key, source_prefix + name)
+            raise ConversionError(f"the model's ResNet weight {key} has no source name")
+        param = key.rsplit(".", 1)[-1]
+        builder.take(key, source_prefix + name, (transforms or {}).get(param))
+
+
+def map_mmdet_resnet(builder: ConversionBuilder, source_prefix: str, target_prefix: str) -> None:
+    """An mmdetection v1 ResNet (``conv1``, ``bn1``, ``layer{1-4}.{b}.conv{i}/bn{i}``,
+    ``downsample.0/1``; deformable blocks ``conv2`` with ``conv2.conv_offset``) → detectron2's
+    ResNet (``stem.conv1``, ``res{2-5}.{b}.conv{i}``, ``.norm``, ``shortcut``,
+    ``conv2_offset``), any depth, every weight the target ResNet has. For the caffe-style
+    source the target must put the stride in the 1×1 conv (``MODEL.RESNETS.STRIDE_IN_1X1``),
+    which the weights cannot tell; its deformable blocks must be the source's
+    (``DEFORM_ON_PER_STAGE``, one offset group, not modulated: the offsets are (dy, dx) per
+    kernel tap in both). The source's BatchNorm step counters are declared unused
+    (detectron2's frozen BatchNorm has none)."""
+    _map_resnet(builder, source_prefix, target_prefix, stem="")
     builder.ignore(rf"^{re.escape(source_prefix)}.*\.{BN_STEP_COUNTER}$", UNUSED_STEP_COUNTER)
+
+
+def map_maskrcnn_benchmark_resnet(
+    builder: ConversionBuilder, source_prefix: str, target_prefix: str
+) -> None:
+    """A maskrcnn-benchmark ResNet (``stem.conv1``, ``stem.bn1``, ``layer{1-4}.{b}.conv{i}``,
+    ``bn{i}``, ``downsample.0/1``: the mmdetection names but for the stem) → detectron2's
+    ResNet, any depth. Its ``FrozenBatchNorm2d`` divides by sqrt(running_var) without an
+    epsilon, detectron2's by sqrt(running_var + 1e-5): the running variances are taken less
+    1e-5, so that both compute the same."""
+
+    def less_eps(var: torch.Tensor) -> torch.Tensor:
+        return var - DETECTRON2_FROZEN_BN_EPS
+
+    _map_resnet(builder, source_prefix, target_prefix, "stem.", {"running_var": less_eps})
 
 
 def map_mmdet_fpn(builder: ConversionBuilder, source_prefix: str, target_prefix: str) -> None:
@@ -381,6 +420,28 @@ def map_mmdet_fpn(builder: ConversionBuilder, source_prefix: str, target_prefix:
         builder.take_layer(
             f"{target_prefix}top_block.p{level}", f"{source_prefix}fpn_convs.{i}.conv"
         )
+
+
+def map_maskrcnn_benchmark_fpn(
+    builder: ConversionBuilder, source_prefix: str, target_prefix: str
+) -> None:
+    """A maskrcnn-benchmark FPN (``fpn_inner{i}``, ``fpn_layer{i}`` for backbone stage i + 1,
+    i counted from 1 at C2; ``top_blocks.p6``/``p7``) → detectron2's FPN (``fpn_lateral{s}``,
+    ``fpn_output{s}``, ``top_block.p6``/``p7``). Both must compute the same: the P6/P7 block on
+    P5 (maskrcnn-benchmark's ``LastLevelP6P7`` with ``RETINANET.USE_C5`` False, detectron2's
+    ``LastLevelP6P7`` on "p5"), no norm."""
+    keys = builder.target_keys(target_prefix + "fpn_lateral")
+    if not keys:
+        raise ConversionError(f"the model has no FPN under {target_prefix}")
+    for key in builder.target_keys(target_prefix):
+        m = re.match(rf"^{re.escape(target_prefix)}fpn_(lateral|output)(\d+)\.(\w+)$", key)
+        if m:
+            kind = "inner" if m[1] == "lateral" else "layer"
+            builder.take(key, f"{source_prefix}fpn_{kind}{int(m[2]) - 1}.{m[3]}")
+            continue
+        m = re.match(rf"^{re.escape(target_prefix)}top_block\.(p\d+)\.(\w+)$", key)
+        if m:
+            builder.take(key, f"{source_prefix}top_blocks.{m[1]}.{m[2]}")
 
 
 def _tower_convs(builder: ConversionBuilder, prefix: str) -> list[int]:

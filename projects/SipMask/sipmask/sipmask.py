@@ -334,7 +334,8 @@ class SipMask(SipMaskParts, FrameModel):
         if self.rescoring is not None:
             self.rescoring.check_map_size(*bases.shape[-2:])
         in_size = tuple(image.shape[-2:])
-        det = self.fcos.detect(head, [in_size])[0]
+        # with MODEL.FCOS.NMS_IOU_OFFSET_UNIT "output" the NMS offset is counted at that size
+        det = self.fcos.detect(head, [in_size], [output_size])[0]
         det.pred_masks = self.detection_masks(
             head["coefficients"], bases, det, in_size, output_size
         )

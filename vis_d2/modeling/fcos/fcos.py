@@ -28,6 +28,10 @@ NMS_TYPES = ("standard", "fast")
 # threshold) or of "locations" (by their best class score × centerness, each with every class
 # of it above the threshold: mmdetection's FCOS-style heads)
 PRE_NMS_CANDIDATES = ("pairs", "locations")
+# NMS_IOU_OFFSET_UNIT: the pixels the NMS IoU offset is counted in: "input" (the network
+# input's) or "output" (the output image's, per axis: mmdetection v1 detectors rescale their
+# boxes to the original image before their NMS, whose + 1 is then an original-image pixel)
+NMS_IOU_OFFSET_UNITS = ("input", "output")
 
 
 def _clip(boxes: torch.Tensor, image_size: tuple[int, int], offset: float) -> torch.Tensor:
@@ -37,6 +41,25 @@ def _clip(boxes: torch.Tensor, image_size: tuple[int, int], offset: float) -> to
     x = boxes[:, 0::2].clamp(0, width - offset)
     y = boxes[:, 1::2].clamp(0, height - offset)
     return torch.stack((x[:, 0], y[:, 0], x[:, 1], y[:, 1]), dim=1)
+
+
+def _nms_offsets(
+    offset: float,
+    unit: str,
+    image_size: tuple[int, int],
+    output_size: tuple[int, int] | None,
+) -> tuple[float, float]:
+    """The (x, y) offsets in input pixels of an NMS IoU ``offset`` counted in ``unit`` pixels
+    (:data:`NMS_IOU_OFFSET_UNITS`), for an image of input size ``image_size`` (H, W) shown at
+    ``output_size`` (H, W): "output" pixels are input/output input pixels on each axis, as
+    the IoU of boxes scaled by that ratio with ``offset`` is their IoU at input scale with
+    these offsets."""
+    if unit == "input":
+        return offset, offset
+    if output_size is None:
+        raise ValueError("MODEL.FCOS.NMS_IOU_OFFSET_UNIT 'output' needs the output sizes")
+    (in_h, in_w), (out_h, out_w) = image_size, output_size
+    return offset * in_w / out_w, offset * in_h / out_h
 
 
 def flatten_levels(maps: list[torch.Tensor]) -> torch.Tensor:
@@ -79,6 +102,8 @@ def fcos_inference(
     clip_before_nms: bool = False,
     clip_offset: float = 0.0,
     nms_iou_offset: float = 0.0,
+    nms_iou_offset_unit: str = "input",
+    output_sizes: list[tuple[int, int]] | None = None,
 ) -> list[Instances]:
     """Detections per image: ``pred_boxes`` (XYXY, input pixels, clipped), ``scores``
     (sqrt(cls·ctr), or cls·ctr without ``sqrt_score``), ``pred_classes``, ``class_scores``
@@ -92,13 +117,20 @@ def fcos_inference(
     counts. Boxes are clipped to [0, W − ``clip_offset``] × [0, H − ``clip_offset``] of their
     image, after NMS or, with ``clip_before_nms``, before it (as the IoUs then see them).
     ``nms_iou_offset`` is added to the widths and heights of the boxes and of their
-    intersections in the NMS IoU (1: mmdetection v1's ``nms`` op)."""
+    intersections in the NMS IoU (1: mmdetection v1's ``nms`` op), in the pixels of
+    ``nms_iou_offset_unit`` (:data:`NMS_IOU_OFFSET_UNITS`; "output" needs ``output_sizes``,
+    (H, W) per image)."""
     if nms_type not in NMS_TYPES:
         raise ValueError(f"unknown NMS type '{nms_type}'; choose one of {NMS_TYPES}")
     if pre_nms_candidates not in PRE_NMS_CANDIDATES:
         raise ValueError(
             f"MODEL.FCOS.PRE_NMS_CANDIDATES '{pre_nms_candidates}' is not one of "
             f"{PRE_NMS_CANDIDATES}"
+        )
+    if nms_iou_offset_unit not in NMS_IOU_OFFSET_UNITS:
+        raise ValueError(
+            f"MODEL.FCOS.NMS_IOU_OFFSET_UNIT '{nms_iou_offset_unit}' is not one of "
+            f"{NMS_IOU_OFFSET_UNITS}"
         )
     results = []
     for i, image_size in enumerate(image_sizes):
@@ -144,7 +176,9 @@ def fcos_inference(
         boxes, scores, labels, class_scores, loc_inds, xys, levels = merged
         groups = torch.zeros_like(labels) if class_agnostic_nms else labels
         # (x2, y2) + o on both boxes adds o to each width and height and to their overlap
-        nms_boxes = boxes + boxes.new_tensor([0, 0, nms_iou_offset, nms_iou_offset])
+        output_size = output_sizes[i] if output_sizes is not None else None
+        offsets = _nms_offsets(nms_iou_offset, nms_iou_offset_unit, image_size, output_size)
+        nms_boxes = boxes + boxes.new_tensor([0, 0, *offsets])
         if nms_type == "fast":
             keep = fast_nms(nms_boxes, scores, groups, nms_thresh, fast_nms_topk)
         else:
@@ -199,10 +233,16 @@ class FCOS(nn.Module):
         clip_before_nms: bool = False,
         clip_offset: float = 0.0,
         nms_iou_offset: float = 0.0,
+        nms_iou_offset_unit: str = "input",
     ):
         super().__init__()
         if nms_type not in NMS_TYPES:
             raise ValueError(f"MODEL.FCOS.NMS_TYPE '{nms_type}' is not one of {NMS_TYPES}")
+        if nms_iou_offset_unit not in NMS_IOU_OFFSET_UNITS:
+            raise ValueError(
+                f"MODEL.FCOS.NMS_IOU_OFFSET_UNIT '{nms_iou_offset_unit}' is not one of "
+                f"{NMS_IOU_OFFSET_UNITS}"
+            )
         if loc_loss_type not in LOC_LOSS_TYPES:
             raise ValueError(f"unknown box loss '{loc_loss_type}'; choose one of {LOC_LOSS_TYPES}")
         size_ranges = level_size_ranges(sizes_of_interest)
@@ -236,6 +276,7 @@ class FCOS(nn.Module):
         self.clip_before_nms = clip_before_nms
         self.clip_offset = clip_offset
         self.nms_iou_offset = nms_iou_offset
+        self.nms_iou_offset_unit = nms_iou_offset_unit
 
     @classmethod
     def from_config(cls, cfg: CfgNode, input_shape: dict[str, ShapeSpec]) -> dict:
@@ -272,6 +313,7 @@ class FCOS(nn.Module):
             "clip_before_nms": fcos.CLIP_BEFORE_NMS,
             "clip_offset": fcos.CLIP_OFFSET,
             "nms_iou_offset": fcos.NMS_IOU_OFFSET,
+            "nms_iou_offset_unit": fcos.NMS_IOU_OFFSET_UNIT,
         }
 
     def locations(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -312,10 +354,14 @@ class FCOS(nn.Module):
 
     @torch.no_grad()
     def detect(
-        self, head: dict[str, list[torch.Tensor]], image_sizes: list[tuple[int, int]]
+        self,
+        head: dict[str, list[torch.Tensor]],
+        image_sizes: list[tuple[int, int]],
+        output_sizes: list[tuple[int, int]] | None = None,
     ) -> list[Instances]:
         """Detections per image (see :func:`fcos_inference`) from the head outputs, with the
-        training or test thresholds as the module is in training or eval mode."""
+        training or test thresholds as the module is in training or eval mode;
+        ``output_sizes`` (H, W) per image for ``MODEL.FCOS.NMS_IOU_OFFSET_UNIT`` "output"."""
         phase = 0 if self.training else 1
         return fcos_inference(
             {k: [t.detach() for t in v] for k, v in head.items()},
@@ -335,6 +381,8 @@ class FCOS(nn.Module):
             clip_before_nms=self.clip_before_nms,
             clip_offset=self.clip_offset,
             nms_iou_offset=self.nms_iou_offset,
+            nms_iou_offset_unit=self.nms_iou_offset_unit,
+            output_sizes=output_sizes,
         )
 
     def forward(
