@@ -48,7 +48,7 @@ if TYPE_CHECKING:
     from vis_d2.engine.predictor import FramePreprocessor
     from vis_d2.evaluation import TrackResults
     from vis_d2.export import ExportedModel
-    from vis_d2.modeling import FrameModel, VISModel
+    from vis_d2.modeling import FrameModel
     from vis_d2.utils.video_io import FrameSource
 
 logger = logging.getLogger("vis_d2.demo")
@@ -184,19 +184,90 @@ def output_paths(
     return paths
 
 
+class TrackOutputs:
+    """What a video model's demo draws and writes: tracked instances coloured by track id,
+    and the YouTube-VIS results of the tracks."""
+
+    def __init__(self, visualizer: TrackVisualizer, results: TrackResults, threshold: float):
+        self.visualizer = visualizer
+        self.results = results
+        self.threshold = threshold
+
+    def draw(self, frame, instances):
+        return self.visualizer.draw(frame, instances)
+
+    def record(self, index: int, label: str, instances) -> None:
+        self.results.add(instances)
+
+    def entries(self) -> list[dict]:
+        # a track's further classes (TEST.CLASSES_PER_TRACK) may score below it
+        return [e for e in self.results.results() if e["score"] >= self.threshold]
+
+    def describe(self, entries: list[dict]) -> str:
+        return (
+            f"{len(entries)} entries of {len(self.results.track_ids)} tracks (up to "
+            f"{self.results.classes_per_track} classes per track, scores >= {self.threshold:g}; "
+            "'track_id' is the #id drawn in the video)"
+        )
+
+
+class DetectionOutputs:
+    """What an image model's demo draws and writes: each image's (or frame's) instances drawn
+    by detectron2's Visualizer, and detectron2's COCO results of them."""
+
+    def __init__(self, metadata: Metadata, ids: dict[int, int], threshold: float):
+        self.metadata = metadata
+        self.ids = ids
+        self.threshold = threshold
+        self.results: list[dict] = []
+
+    def draw(self, frame, instances):
+        """BGR (H, W, 3) uint8 ``frame`` with ``instances`` drawn by detectron2's Visualizer."""
+        from detectron2.utils.visualizer import Visualizer
+
+        drawn = Visualizer(frame[:, :, ::-1], self.metadata).draw_instance_predictions(instances)
+        return drawn.get_image()[:, :, ::-1]
+
+    def record(self, index: int, label: str, instances) -> None:
+        """detectron2's COCO results of one image, category ids mapped to the data set's, each
+        with the image's file (or frame) name; image_id = its index."""
+        from detectron2.evaluation.coco_evaluation import instances_to_coco_json
+
+        for r in instances_to_coco_json(instances, index):
+            r["category_id"] = self.ids[r["category_id"]]
+            r["file_name"] = label
+            self.results.append(r)
+
+    def entries(self) -> list[dict]:
+        return self.results
+
+    def describe(self, entries: list[dict]) -> str:
+        return f"{len(entries)} detections (scores >= {self.threshold:g})"
+
+
+def _write_json(staged, path: Path, entries: list[dict]) -> None:
+    from vis_d2.utils.video_io import VideoIOError
+
+    json_file = staged.file(path)
+    try:
+        json_file.write_text(json.dumps(entries))
+    except OSError as e:
+        raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
+
+
 def run(
-    model: VISModel | ExportedModel,
+    model: FrameModel | ExportedModel,
     source: FrameSource,
     paths: OutputPaths,
     *,
     preprocess: FramePreprocessor,
-    visualizer: TrackVisualizer,
-    results: TrackResults,
+    outputs: TrackOutputs | DetectionOutputs,
     fps: float,
     threshold: float,
 ) -> int:
-    """Stream ``source`` through ``model`` (``reset``/``inference_frame``) into the outputs;
-    returns the number of frames. Nothing is left at ``paths`` unless every frame succeeded."""
+    """Stream ``source`` through ``model`` (``reset``/``inference_frame``) into the overlay
+    video and the json; returns the number of frames. Nothing is left at ``paths`` unless
+    every frame succeeded."""
     import cv2
     from tqdm import tqdm
 
@@ -210,20 +281,20 @@ def run(
         model_seconds, num_frames = 0.0, 0
         bar = tqdm(source, total=source.num_frames, unit="frame", desc=source.name)
         try:
-            for t, (_, frame) in enumerate(bar):
+            for t, (label, frame) in enumerate(bar):
                 inputs = preprocess(frame)
                 start = time.perf_counter()
                 instances = model.inference_frame(inputs).to("cpu")
                 model_seconds += time.perf_counter() - start
                 instances = instances[instances.scores >= threshold]
-                overlay = visualizer.draw(frame, instances)
+                overlay = outputs.draw(frame, instances)
                 writer.write(overlay)
                 if frames_dir is not None:
                     png = frames_dir / f"{t:05d}.png"
                     if not cv2.imwrite(str(png), overlay):
                         raise VideoIOError(f"cannot write frame {png}")
                 if paths.json is not None:
-                    results.add(instances)
+                    outputs.record(t, label, instances)
                 num_frames = t + 1
                 if num_frames % TRIM_EVERY == 0:
                     trim_heap()  # a long video's resident size stays flat
@@ -232,26 +303,18 @@ def run(
             writer.close()
             bar.close()
         if paths.json is not None:
-            json_file = staged.file(paths.json)
-            try:
-                # a track's further classes (TEST.CLASSES_PER_TRACK) may score below it
-                entries = [e for e in results.results() if e["score"] >= threshold]
-                json_file.write_text(json.dumps(entries))
-            except OSError as e:
-                raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
+            entries = outputs.entries()
+            _write_json(staged, paths.json, entries)
         staged.commit()
     width, height = writer.size
+    tracking = "" if isinstance(outputs, TrackOutputs) else ", no tracking"
     logger.info(
         f"{num_frames} frames of {source.description}, "
-        f"{num_frames / max(model_seconds, 1e-9):.1f} FPS (model only)"
+        f"{num_frames / max(model_seconds, 1e-9):.1f} FPS (model only{tracking})"
     )
     logger.info(f"wrote video {paths.video} ({width}x{height}, {num_frames} frames, {fps:g} fps)")
     if paths.json is not None:
-        logger.info(
-            f"wrote {len(entries)} entries of {len(results.track_ids)} tracks to {paths.json} "
-            f"(up to {results.classes_per_track} classes per track, scores >= {threshold:g}; "
-            "'track_id' is the #id drawn in the video)"
-        )
+        logger.info(f"wrote {outputs.describe(entries)} to {paths.json}")
     if paths.frames is not None:
         logger.info(f"wrote {num_frames} PNG frames to {paths.frames}")
     return num_frames
@@ -301,34 +364,13 @@ def image_output_paths(
     return paths
 
 
-def draw_detections(frame, instances, metadata: Metadata):
-    """BGR (H, W, 3) uint8 ``frame`` with ``instances`` drawn by detectron2's Visualizer."""
-    from detectron2.utils.visualizer import Visualizer
-
-    drawn = Visualizer(frame[:, :, ::-1], metadata).draw_instance_predictions(instances)
-    return drawn.get_image()[:, :, ::-1]
-
-
-def coco_results(instances, image_id: int, file_name: str, ids: dict[int, int]) -> list[dict]:
-    """detectron2's COCO results of one image's ``instances``, category ids mapped by ``ids``
-    (contiguous → dataset id), each with the image's ``file_name``."""
-    from detectron2.evaluation.coco_evaluation import instances_to_coco_json
-
-    results = instances_to_coco_json(instances, image_id)
-    for r in results:
-        r["category_id"] = ids[r["category_id"]]
-        r["file_name"] = file_name
-    return results
-
-
 def run_images(
     model: FrameModel | ExportedModel,
     source: FrameSource,
     paths: ImageOutputPaths,
     *,
     preprocess: FramePreprocessor,
-    metadata: Metadata,
-    ids: dict[int, int],
+    outputs: DetectionOutputs,
     threshold: float,
 ) -> int:
     """An image model on every image of ``source``, each on its own, into the overlays and
@@ -339,7 +381,6 @@ def run_images(
 
     from vis_d2.utils.video_io import StagedOutputs, VideoIOError
 
-    results: list[dict] = []
     with StagedOutputs() as staged:
         model_seconds, count = 0.0, 0
         bar = tqdm(source, total=source.num_frames, unit="image", desc=source.name)
@@ -351,93 +392,25 @@ def run_images(
                 model_seconds += time.perf_counter() - start
                 instances = instances[instances.scores >= threshold]
                 overlay = staged.file(paths.overlays[i])
-                if not cv2.imwrite(str(overlay), draw_detections(frame, instances, metadata)):
+                if not cv2.imwrite(str(overlay), outputs.draw(frame, instances)):
                     raise VideoIOError(f"cannot write {paths.overlays[i]}")
                 if paths.json is not None:
-                    results += coco_results(instances, i, label, ids)
+                    outputs.record(i, label, instances)
                 count = i + 1
         finally:
             bar.close()
         if paths.json is not None:
-            json_file = staged.file(paths.json)
-            try:
-                json_file.write_text(json.dumps(results))
-            except OSError as e:
-                raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
+            _write_json(staged, paths.json, outputs.entries())
         staged.commit()
     logger.info(
         f"{count} images of {source.description}, {count / max(model_seconds, 1e-9):.1f} "
         "images/s (model only)"
     )
-    where = paths.overlays[0] if len(paths.overlays) == 1 else paths.overlays[0].parent
+    where = paths.overlays[0] if count == 1 else paths.overlays[0].parent
     logger.info(f"wrote {count} overlays to {where}")
     if paths.json is not None:
-        logger.info(f"wrote {len(results)} detections (scores >= {threshold:g}) to {paths.json}")
+        logger.info(f"wrote {outputs.describe(outputs.entries())} to {paths.json}")
     return count
-
-
-def run_frames(
-    model: FrameModel | ExportedModel,
-    source: FrameSource,
-    paths: OutputPaths,
-    *,
-    preprocess: FramePreprocessor,
-    metadata: Metadata,
-    ids: dict[int, int],
-    fps: float,
-    threshold: float,
-) -> int:
-    """An image model on every frame of a video, each on its own (no tracking), into an
-    overlay video and the json of every frame's detections; returns the number of frames."""
-    from tqdm import tqdm
-
-    from vis_d2.utils.memory import TRIM_EVERY, trim_heap
-    from vis_d2.utils.video_io import Mp4Writer, StagedOutputs, VideoIOError
-
-    results: list[dict] = []
-    with StagedOutputs() as staged:
-        writer = Mp4Writer(staged.file(paths.video), fps)
-        frames_dir = staged.directory(paths.frames) if paths.frames else None
-        model_seconds, num_frames = 0.0, 0
-        bar = tqdm(source, total=source.num_frames, unit="frame", desc=source.name)
-        try:
-            for t, (label, frame) in enumerate(bar):
-                inputs = preprocess(frame)
-                start = time.perf_counter()
-                instances = model.inference_frame(inputs).to("cpu")
-                model_seconds += time.perf_counter() - start
-                instances = instances[instances.scores >= threshold]
-                overlay = draw_detections(frame, instances, metadata)
-                writer.write(overlay)
-                if frames_dir is not None:
-                    import cv2
-
-                    png = frames_dir / f"{t:05d}.png"
-                    if not cv2.imwrite(str(png), overlay):
-                        raise VideoIOError(f"cannot write frame {png}")
-                if paths.json is not None:
-                    results += coco_results(instances, t, label, ids)
-                num_frames = t + 1
-                if num_frames % TRIM_EVERY == 0:
-                    trim_heap()
-        finally:
-            writer.close()
-            bar.close()
-        if paths.json is not None:
-            json_file = staged.file(paths.json)
-            try:
-                json_file.write_text(json.dumps(results))
-            except OSError as e:
-                raise VideoIOError(f"cannot write {json_file}: {e.strerror}") from e
-        staged.commit()
-    logger.info(
-        f"{num_frames} frames of {source.description}, "
-        f"{num_frames / max(model_seconds, 1e-9):.1f} FPS (model only, no tracking)"
-    )
-    logger.info(f"wrote video {paths.video} ({num_frames} frames, {fps:g} fps)")
-    if paths.json is not None:
-        logger.info(f"wrote {len(results)} detections (scores >= {threshold:g}) to {paths.json}")
-    return num_frames
 
 
 def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int:
@@ -489,8 +462,22 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
         metadata = metadata_of(cfg)
         video_model = is_video_model(cfg.MODEL.META_ARCHITECTURE)
         source = open_frames(args.input, same_size=video_model)
+        threshold = args.confidence_threshold
+        ids = dataset_ids(metadata, model.num_classes)
         if not video_model:
-            return run_image_model(model, source, args, cfg, metadata)
+            outputs = DetectionOutputs(metadata, ids, threshold)
+        else:
+            results = TrackResults(1, ids, cfg.TEST.CLASSES_PER_TRACK)
+            outputs = TrackOutputs(TrackVisualizer(metadata), results, threshold)
+        preprocess = FramePreprocessor(cfg)
+        if not source.is_video and not video_model:  # images, each on its own
+            paths = image_output_paths(
+                args.output, source, save_json=args.json, overwrite=args.overwrite
+            )
+            run_images(
+                model, source, paths, preprocess=preprocess, outputs=outputs, threshold=threshold
+            )
+            return 0
         paths = output_paths(
             args.output,
             source,
@@ -502,52 +489,14 @@ def main(argv: list[str] | None = None, *, console_logging: bool = False) -> int
             model,
             source,
             paths,
-            preprocess=FramePreprocessor(cfg),
-            visualizer=TrackVisualizer(metadata),
-            results=TrackResults(
-                1,
-                dataset_ids(metadata, model.num_classes),
-                cfg.TEST.CLASSES_PER_TRACK,
-            ),
+            preprocess=preprocess,
+            outputs=outputs,
             fps=args.fps or source.fps or DEFAULT_FPS,
-            threshold=args.confidence_threshold,
+            threshold=threshold,
         )
     except (VideoIOError, FileNotFoundError, CheckpointError, ExportUnavailableError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    return 0
-
-
-def run_image_model(
-    model: FrameModel | ExportedModel,
-    source: FrameSource,
-    args: argparse.Namespace,
-    cfg,
-    metadata: Metadata,
-) -> int:
-    """The demo of an image model: overlays of images, or of a video's frames."""
-    from vis_d2.engine.predictor import FramePreprocessor, dataset_ids
-
-    common = {
-        "preprocess": FramePreprocessor(cfg),
-        "metadata": metadata,
-        "ids": dataset_ids(metadata, model.num_classes),
-        "threshold": args.confidence_threshold,
-    }
-    if not source.is_video:
-        paths = image_output_paths(
-            args.output, source, save_json=args.json, overwrite=args.overwrite
-        )
-        run_images(model, source, paths, **common)
-        return 0
-    paths = output_paths(
-        args.output,
-        source,
-        save_json=args.json,
-        save_frames=args.save_frames,
-        overwrite=args.overwrite,
-    )
-    run_frames(model, source, paths, fps=args.fps or source.fps or DEFAULT_FPS, **common)
     return 0
 
 

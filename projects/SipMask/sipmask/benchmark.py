@@ -14,7 +14,7 @@ from vis_d2.benchmark import (
 )
 
 from .graphs import HEAD_OUTPUTS
-from .sipmask import SipMask
+from .sipmask import SipMaskParts
 
 __all__ = ["SipMaskAdapter"]
 
@@ -42,11 +42,11 @@ class SipMaskAdapter(BenchmarkAdapter):
         cfg.MODEL.FCOS.FAST_NMS_TOPK = max(cfg.MODEL.FCOS.FAST_NMS_TOPK, num)
         return cfg
 
-    def force_box_sizes(self, model: SipMask, sizes: BoxSizes) -> str:
+    def force_box_sizes(self, model: SipMaskParts, sizes: BoxSizes) -> str:
         first = HEAD_OUTPUTS.index("reg") * len(model.fcos.strides)
         return force_fcos_box_sizes(model, sizes, model.fcos.strides, first)
 
-    def probes(self, model: SipMask) -> list[Probe]:
+    def probes(self, model: SipMaskParts) -> list[Probe]:
         """Parts of :meth:`SipMask.inference_frame`: ``backbone``, ``fcos/head`` (towers,
         FeatureAlign, class/box/centerness and coefficient maps), ``mask/bases``,
         ``fcos/postprocess`` (top-k, boxes, NMS), ``mask/assemble`` (coefficient reads,
@@ -57,6 +57,6 @@ class SipMaskAdapter(BenchmarkAdapter):
             Probe(model.basis, "mask/bases", "other"),
             Probe(model.fcos, "fcos/postprocess", "mask/assemble", "detect"),
         ]
-        if model.rescoring is not None:
+        if getattr(model, "rescoring", None) is not None:
             probes.append(Probe(model, "mask/rescoring", "other", "_rescore"))
         return probes
