@@ -341,3 +341,26 @@ def test_released_model_configs_build_their_architecture(name, cls_convs, norm, 
     assert (model.rescoring is not None) == rescoring
     out = model([{"image": torch.zeros(3, 256, 256), "height": 300, "width": 310}])
     assert out[0]["instances"].image_size == (300, 310)
+
+
+def test_the_real_time_recipe_trains_through_the_image_trainers_loader(coco_split):
+    """The 544 configs' data path: SSD-style augmentation and the exact-size resize, through
+    ImageTrainer's loader (BoxAwareDatasetMapper), into a training step."""
+    from vis_d2.engine import ImageTrainer
+
+    _, name = coco_split
+    cfg = tiny_cfg(
+        "INPUT.SSD_AUGMENTATION.ENABLED", "True", "INPUT.FIXED_SIZE_TRAIN", "(72, 80)",
+        "SOLVER.IMS_PER_BATCH", "2", "DATALOADER.NUM_WORKERS", "0",
+    )  # fmt: skip
+    cfg.DATASETS.TRAIN = (name,)
+    batch = next(iter(ImageTrainer.build_train_loader(cfg)))
+    assert len(batch) == 2
+    for sample in batch:
+        assert tuple(sample["image"].shape[-2:]) == (72, 80)
+        assert sample["image"].dtype == torch.float32  # the distortion's float image
+        assert sample["instances"].gt_masks.tensor.shape[-2:] == (72, 80)
+    torch.manual_seed(0)
+    model = with_large_boxes(build_model(cfg)).train()
+    losses = model(batch)
+    assert all(torch.isfinite(v) for v in losses.values())
