@@ -34,8 +34,10 @@ from detectron2.engine import launch
 from detectron2.utils import comm
 from torch.nn.parallel import DistributedDataParallel
 
+from vis_d2.engine import VISTrainer
 
-class Trainer(train_net.VISTrainer):
+
+class Trainer(VISTrainer):
     def train(self):
         results = super().train()
         model = self.model
@@ -46,7 +48,7 @@ class Trainer(train_net.VISTrainer):
         return results
 
 
-train_net.VISTrainer = Trainer  # module level: the spawned processes run it too
+train_net.trainer_class = lambda cfg: Trainer  # module level: the spawned processes run it too
 
 if __name__ == "__main__":
     args = train_net.argument_parser().parse_args()
