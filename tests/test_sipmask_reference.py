@@ -6,14 +6,13 @@ code; see ``tests/fixtures/README.md``)."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sipmask_reference as ref
 import torch
+from reference_checks import assert_close, assert_close_summary, converted_checkpoint
 
 from vis_d2.engine.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.modeling.fcos import fcos_inference
@@ -25,23 +24,7 @@ CONFIG = REPO / "projects/SipMask/configs/SipMask_R50_1x_authors.yaml"
 # the fixture's test scale, (1333, 800) halved: (long, short) = (667, 400)
 SCALE = ["INPUT.MIN_SIZE_TEST", str(ref.TEST_SCALE[1]), "INPUT.MAX_SIZE_TEST",
          str(ref.TEST_SCALE[0])]  # fmt: skip
-RTOL = 1e-4
 STRIDES = (8, 16, 32, 64, 128)
-
-
-def _close(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
-    """Relative 1e-4, against the largest magnitude of the reference (sums can cancel)."""
-    theirs = np.asarray(theirs, dtype=np.float64)
-    ours = np.asarray(ours, dtype=np.float64)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != {theirs.shape}"
-    scale = max(float(np.abs(theirs).max(initial=0.0)), 1e-12)
-    err = float(np.abs(ours - theirs).max(initial=0.0)) / scale
-    assert err <= RTOL, f"{what}: relative error {err:.2e} > {RTOL}"
-
-
-def _close_summary(t: torch.Tensor, fixture, key: str) -> None:
-    for part, value in ref.summarise(t).items():
-        _close(value, fixture[f"{key}_{part}"], f"{key} ({part})")
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +35,7 @@ def fixture():
 @pytest.fixture(scope="module")
 def converted(fixture, tmp_path_factory) -> Path:
     """The checkpoint regenerated in the authors' format and converted by the user's tool."""
-    keys = [str(k) for k in fixture["ckpt_keys"]]
-    shapes = [tuple(int(d) for d in s.split(",") if d) for s in fixture["ckpt_shapes"]]
-    ckpt = ref.checkpoint(keys, shapes)
-    assert ref.checksum(ckpt["state_dict"]) == str(fixture["ckpt_sha256"]), (
-        "the regenerated checkpoint differs from the fixture's: tests/sipmask_reference.py "
-        "changed since dev/reference/sipmask.py wrote it"
-    )
-    folder = tmp_path_factory.mktemp("sipmask_reference")
-    source, target = folder / "authors.pth", folder / "converted.pth"
-    torch.save(ckpt, source)
-    done = subprocess.run(
-        [sys.executable, str(REPO / "tools/convert_weights.py"), "--config-file", str(CONFIG),
-         "--input", str(source), "--output", str(target)],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode == 0, f"convert_weights.py failed:\n{done.stdout}{done.stderr}"
-    return target
+    return converted_checkpoint(ref, fixture, CONFIG, tmp_path_factory.mktemp("reference"))
 
 
 @pytest.fixture(scope="module")
@@ -105,20 +72,20 @@ def test_inputs_are_the_authors(fixture, run) -> None:
     resized = [r["inputs"]["image"].permute(1, 2, 0).numpy() for r in run]
     assert ref.images_checksum(resized) == str(fixture["resized_sha256"]), "resized images"
     for n, r in enumerate(run):
-        _close(ref.summarise(r["x"])["sample"], fixture[f"i{n}_input"], f"image {n} input")
+        assert_close(ref.summarise(r["x"])["sample"], fixture[f"i{n}_input"], f"image {n} input")
 
 
 def test_network_outputs_are_the_authors(fixture, run) -> None:
     for n, r in enumerate(run):
         for level, feature in enumerate(r["levels"]):
-            _close_summary(feature, fixture, f"i{n}_fpn{level}")
+            assert_close_summary(ref, feature, fixture, f"i{n}_fpn{level}")
         head = r["head"]
         for level, stride in enumerate(STRIDES):
-            _close_summary(head["logits"][level], fixture, f"i{n}_logits{level}")
-            _close_summary(head["reg"][level] * stride, fixture, f"i{n}_reg{level}")
-            _close_summary(head["ctr"][level], fixture, f"i{n}_ctr{level}")
-            _close_summary(head["coefficients"][level], fixture, f"i{n}_coef{level}")
-        _close_summary(r["basis"], fixture, f"i{n}_basis")
+            assert_close_summary(ref, head["logits"][level], fixture, f"i{n}_logits{level}")
+            assert_close_summary(ref, head["reg"][level] * stride, fixture, f"i{n}_reg{level}")
+            assert_close_summary(ref, head["ctr"][level], fixture, f"i{n}_ctr{level}")
+            assert_close_summary(ref, head["coefficients"][level], fixture, f"i{n}_coef{level}")
+        assert_close_summary(ref, r["basis"], fixture, f"i{n}_basis")
 
 
 def test_detections_are_the_authors(fixture, run) -> None:
@@ -130,8 +97,8 @@ def test_detections_are_the_authors(fixture, run) -> None:
         assert det.fpn_levels.tolist() == fixture[f"i{n}_levels"].tolist(), f"image {n} levels"
         assert det.loc_inds.tolist() == fixture[f"i{n}_cells"].tolist(), f"image {n} cells"
         assert out.pred_classes.tolist() == fixture[f"i{n}_labels"].tolist(), f"image {n}"
-        _close(out.pred_boxes.tensor.numpy(), fixture[f"i{n}_boxes"], f"image {n} boxes")
-        _close(out.scores.numpy(), fixture[f"i{n}_scores"], f"image {n} scores")
+        assert_close(out.pred_boxes.tensor.numpy(), fixture[f"i{n}_boxes"], f"image {n} boxes")
+        assert_close(out.scores.numpy(), fixture[f"i{n}_scores"], f"image {n} scores")
 
 
 def test_masks_are_the_authors(fixture, run) -> None:

@@ -5,14 +5,13 @@ numbers of ``tests/fixtures/sipmask_vis_reference.npz`` (written by
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sipmask_vis_reference as ref
 import torch
+from reference_checks import assert_close, assert_close_summary, converted_checkpoint
 
 from vis_d2.engine.predictor import FramePreprocessor, load_model, setup_cfg
 from vis_d2.modeling.common import box_iou_with_offset
@@ -21,23 +20,7 @@ from vis_d2.modeling.meta_arch import normalize_and_pad
 REPO = Path(__file__).resolve().parents[1]
 FIXTURE = REPO / "tests/fixtures/sipmask_vis_reference.npz"
 CONFIG = REPO / "projects/SipMaskVIS/configs/SipMaskVIS_R50_authors.yaml"
-RTOL = 1e-4
 STRIDES = (8, 16, 32, 64, 128)
-
-
-def _close(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
-    """Relative 1e-4, against the largest magnitude of the reference (sums can cancel)."""
-    theirs = np.asarray(theirs, dtype=np.float64)
-    ours = np.asarray(ours, dtype=np.float64)
-    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != {theirs.shape}"
-    scale = max(float(np.abs(theirs).max(initial=0.0)), 1e-12)
-    err = float(np.abs(ours - theirs).max(initial=0.0)) / scale
-    assert err <= RTOL, f"{what}: relative error {err:.2e} > {RTOL}"
-
-
-def _close_summary(t: torch.Tensor, fixture, key: str) -> None:
-    for part, value in ref.summarise(t).items():
-        _close(value, fixture[f"{key}_{part}"], f"{key} ({part})")
 
 
 @pytest.fixture(scope="module")
@@ -48,23 +31,7 @@ def fixture():
 @pytest.fixture(scope="module")
 def converted(fixture, tmp_path_factory) -> Path:
     """The checkpoint regenerated in the authors' format and converted by the user's tool."""
-    keys = [str(k) for k in fixture["ckpt_keys"]]
-    shapes = [tuple(int(d) for d in s.split(",") if d) for s in fixture["ckpt_shapes"]]
-    ckpt = ref.checkpoint(keys, shapes)
-    assert ref.checksum(ckpt["state_dict"]) == str(fixture["ckpt_sha256"]), (
-        "the regenerated checkpoint differs from the fixture's: tests/sipmask_vis_reference.py "
-        "changed since dev/reference/sipmask_vis.py wrote it"
-    )
-    folder = tmp_path_factory.mktemp("sipmask_reference")
-    source, target = folder / "authors.pth", folder / "converted.pth"
-    torch.save(ckpt, source)
-    done = subprocess.run(
-        [sys.executable, str(REPO / "tools/convert_weights.py"), "--config-file", str(CONFIG),
-         "--input", str(source), "--output", str(target)],
-        cwd=REPO, capture_output=True, text=True,
-    )  # fmt: skip
-    assert done.returncode == 0, f"convert_weights.py failed:\n{done.stdout}{done.stderr}"
-    return target
+    return converted_checkpoint(ref, fixture, CONFIG, tmp_path_factory.mktemp("reference"))
 
 
 def _predictor(converted: Path, *opts: str):
@@ -109,21 +76,21 @@ def test_inputs_are_the_authors(fixture, run) -> None:
     resized = [r["inputs"]["image"].permute(1, 2, 0).numpy() for r in run]
     assert ref.frames_checksum(resized) == str(fixture["resized_sha256"]), "resized frames"
     for t, r in enumerate(run):
-        _close(ref.summarise(r["x"])["sample"], fixture[f"f{t}_input"], f"frame {t} input")
+        assert_close(ref.summarise(r["x"])["sample"], fixture[f"f{t}_input"], f"frame {t} input")
 
 
 def test_network_outputs_are_the_authors(fixture, run) -> None:
     for t, r in enumerate(run):
         for level, feature in enumerate(r["levels"]):
-            _close_summary(feature, fixture, f"f{t}_fpn{level}")
+            assert_close_summary(ref, feature, fixture, f"f{t}_fpn{level}")
         head = r["head"]
         for level, stride in enumerate(STRIDES):
-            _close_summary(head["logits"][level], fixture, f"f{t}_logits{level}")
-            _close_summary(head["reg"][level] * stride, fixture, f"f{t}_reg{level}")
-            _close_summary(head["ctr"][level], fixture, f"f{t}_ctr{level}")
-            _close_summary(head["coefficients"][level], fixture, f"f{t}_coef{level}")
-        _close_summary(r["basis"], fixture, f"f{t}_basis")
-        _close_summary(r["embed"], fixture, f"f{t}_embed")
+            assert_close_summary(ref, head["logits"][level], fixture, f"f{t}_logits{level}")
+            assert_close_summary(ref, head["reg"][level] * stride, fixture, f"f{t}_reg{level}")
+            assert_close_summary(ref, head["ctr"][level], fixture, f"f{t}_ctr{level}")
+            assert_close_summary(ref, head["coefficients"][level], fixture, f"f{t}_coef{level}")
+        assert_close_summary(ref, r["basis"], fixture, f"f{t}_basis")
+        assert_close_summary(ref, r["embed"], fixture, f"f{t}_embed")
 
 
 def test_detections_masks_and_ids_are_the_authors(fixture, run) -> None:
@@ -131,8 +98,8 @@ def test_detections_masks_and_ids_are_the_authors(fixture, run) -> None:
         out = r["out"]
         labels = fixture[f"f{t}_labels"]
         assert out.pred_classes.tolist() == labels.tolist(), f"frame {t} kept classes"
-        _close(out.pred_boxes.tensor.numpy(), fixture[f"f{t}_boxes"], f"frame {t} boxes")
-        _close(out.scores.numpy(), fixture[f"f{t}_scores"], f"frame {t} scores")
+        assert_close(out.pred_boxes.tensor.numpy(), fixture[f"f{t}_boxes"], f"frame {t} boxes")
+        assert_close(out.scores.numpy(), fixture[f"f{t}_scores"], f"frame {t} scores")
         assert out.track_ids.tolist() == fixture[f"f{t}_ids"].tolist(), f"frame {t} ids"
         height, width = out.image_size
         theirs = np.unpackbits(fixture[f"f{t}_masks"], axis=-1, count=width).astype(bool)
@@ -147,7 +114,7 @@ def test_tracker_ious_are_the_authors(fixture, run) -> None:
     """The box IoUs of the match score (bbox_overlaps, + 1): on these frames the ids would not
     change without the + 1, so they are compared themselves."""
     for t, r in enumerate(run[1:], start=1):
-        _close(r["ious"].numpy(), fixture[f"f{t}_track_ious"], f"frame {t} tracker IoUs")
+        assert_close(r["ious"].numpy(), fixture[f"f{t}_track_ious"], f"frame {t} tracker IoUs")
 
 
 def test_dense_detections_are_the_authors(fixture, converted) -> None:
@@ -159,5 +126,5 @@ def test_dense_detections_are_the_authors(fixture, converted) -> None:
     with torch.no_grad():
         out = model.inference_frame({**preprocess(ref.frames()[0]), "is_first": True})
     assert out.pred_classes.tolist() == fixture["dense_labels"].tolist()
-    _close(out.pred_boxes.tensor.numpy(), fixture["dense_boxes"], "dense boxes")
-    _close(out.scores.numpy(), fixture["dense_scores"], "dense scores")
+    assert_close(out.pred_boxes.tensor.numpy(), fixture["dense_boxes"], "dense boxes")
+    assert_close(out.scores.numpy(), fixture["dense_scores"], "dense scores")
