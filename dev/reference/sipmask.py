@@ -25,9 +25,7 @@ regenerates it, converts it with ``tools/convert_weights.py`` and compares every
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
-import subprocess
 import sys
 import types
 from pathlib import Path
@@ -262,24 +260,12 @@ def run(authors: Path, output: Path, commit: str = "") -> None:
               f"detections, classes {np.bincount(labels).tolist()}, mask pixels "
               f"{int(masks.sum())}")  # fmt: skip
     out["resized_sha256"] = np.array(ref.images_checksum(resized_images))
-    if not commit:
-        commit = subprocess.run(["git", "-C", str(authors), "log", "-1", "--format=%H"],
-                                capture_output=True, text=True).stdout.strip()  # fmt: skip
-    out["authors_commit"] = np.array(commit or "unknown")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(output, **out)
-    print(f"wrote {output} ({output.stat().st_size / 1024:.0f} KiB)")
+    vis.write_fixture(out, output, authors, commit)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--authors", required=True, type=Path,
-                        help="SipMask-mmdetection of the authors' repository")  # fmt: skip
-    parser.add_argument("--output", type=Path,
-                        default=REPO / "tests/fixtures/sipmask_reference.npz")  # fmt: skip
-    parser.add_argument("--commit", default="", help="the authors' commit, when --authors is "
-                        "an export without git history")  # fmt: skip
-    args = parser.parse_args()
+    args = vis.command_line(__doc__, "SipMask-mmdetection of the authors' repository",
+                            REPO / "tests/fixtures/sipmask_reference.npz")  # fmt: skip
     run(args.authors, args.output, args.commit)
 
 

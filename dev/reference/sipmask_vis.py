@@ -307,6 +307,12 @@ def run(authors: Path, output: Path, commit: str = "") -> None:
         print(f"frame {t}: {len(det_labels)} detections, ids {list(out[f'f{t}_ids'])}, "
               f"scores {np.round(out[f'f{t}_scores'], 4).tolist()}")  # fmt: skip
     out["resized_sha256"] = np.array(ref.frames_checksum(resized_frames))
+    write_fixture(out, output, authors, commit)
+
+
+def write_fixture(out: dict[str, np.ndarray], output: Path, authors: Path, commit: str) -> None:
+    """Save the arrays ``out`` to ``output`` with the authors' commit: ``commit``, else the
+    HEAD of ``authors`` when it is a git checkout."""
     if not commit:
         commit = subprocess.run(["git", "-C", str(authors), "log", "-1", "--format=%H"],
                                 capture_output=True, text=True).stdout.strip()  # fmt: skip
@@ -316,15 +322,19 @@ def run(authors: Path, output: Path, commit: str = "") -> None:
     print(f"wrote {output} ({output.stat().st_size / 1024:.0f} KiB)")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--authors", required=True, type=Path,
-                        help="the SipMask-VIS folder of the authors' repository")  # fmt: skip
-    parser.add_argument("--output", type=Path,
-                        default=REPO / "tests/fixtures/sipmask_vis_reference.npz")  # fmt: skip
+def command_line(doc: str, authors_help: str, default_output: Path) -> argparse.Namespace:
+    """``--authors`` (a folder of the authors' repository), ``--output``, ``--commit``."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--authors", required=True, type=Path, help=authors_help)
+    parser.add_argument("--output", type=Path, default=default_output)
     parser.add_argument("--commit", default="", help="the authors' commit, when --authors is "
                         "an export without git history")  # fmt: skip
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = command_line(__doc__, "the SipMask-VIS folder of the authors' repository",
+                        REPO / "tests/fixtures/sipmask_vis_reference.npz")  # fmt: skip
     run(args.authors, args.output, args.commit)
 
 
