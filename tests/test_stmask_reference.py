@@ -148,7 +148,7 @@ def test_memory(reference, ours, t):
     np.testing.assert_array_equal(ours[f"memory{t}_missed"], reference[f"memory{t}_missed"])
     close(ours[f"memory{t}_scores"], reference[f"memory{t}_scores"])
     close(ours[f"memory{t}_boxes"], reference[f"memory{t}_boxes"], scale=max(REFERENCE_SIZE))
-    np.testing.assert_array_equal(ours[f"memory{t}_masks"], reference[f"memory{t}_masks"])
+    assert_masks_agree(ours[f"memory{t}_masks"], reference[f"memory{t}_masks"], f"memory {t}")
 
 
 @pytest.mark.parametrize("t", range(3))
@@ -159,4 +159,15 @@ def test_output(reference, ours, t):
     np.testing.assert_array_equal(ours[f"output{t}_classes"], reference[f"output{t}_classes"])
     close(ours[f"output{t}_scores"], reference[f"output{t}_scores"])
     np.testing.assert_array_equal(np.floor(ours[f"output{t}_boxes"]), reference[f"output{t}_boxes"])
-    np.testing.assert_array_equal(ours[f"output{t}_masks"], reference[f"output{t}_masks"])
+    assert_masks_agree(ours[f"output{t}_masks"], reference[f"output{t}_masks"], f"output {t}")
+
+
+def assert_masks_agree(ours: np.ndarray, theirs: np.ndarray, what: str) -> None:
+    """Bit-packed masks equal but for at most 1 pixel in 100,000: probabilities within a few
+    ulps of the 0.5 threshold fall either way with the CPU's SIMD kernels (AVX2's moves 2 of
+    the 4.4 million output pixels of frame 0 against AVX-512's, on which the fixture was
+    written)."""
+    assert ours.shape == theirs.shape, f"{what}: shape {ours.shape} != {theirs.shape}"
+    differ = int(np.unpackbits(ours ^ theirs).sum())
+    total = ours.size * 8
+    assert differ <= max(2, total // 100_000), f"{what}: {differ} of {total} mask pixels differ"
