@@ -43,15 +43,13 @@ BASIS_STRIDE = 2  # the basis masks' stride in input pixels
 class PositiveMasks:
     """The masks of a batch's training positives on their box windows: ``windows`` (N
     windows), ``targets`` (N, Hw, Ww) their GT on the windows, ``weights`` (N,) their mask
-    alignment weights or None, ``pos`` (N,) their rows among the FCOS locations, ``boxes``
-    (N, 4) their detached predicted boxes (input px) and ``gt_masks`` (M, H/2, W/2) the
-    batch's GT masks on the basis map."""
+    alignment weights or None, ``pos`` (N,) their rows among the FCOS locations and
+    ``gt_masks`` (M, H/2, W/2) the batch's GT masks on the basis map."""
 
     windows: MaskWindows
     targets: torch.Tensor
     weights: torch.Tensor | None
     pos: torch.Tensor
-    boxes: torch.Tensor
     gt_masks: torch.Tensor
 
 
@@ -139,7 +137,7 @@ class SipMaskParts:
             logits = flatten_levels(head["logits"])[pos, targets.labels[pos]]
             weights = alignment_weights(logits.sigmoid(), ious, im_inds)
         return PositiveMasks(
-            windows, gt_windows(gt_masks, gt_inds, windows), weights, pos, boxes, gt_masks
+            windows, gt_windows(gt_masks, gt_inds, windows), weights, pos, gt_masks
         )
 
     def detection_coefficients(self, maps: list[torch.Tensor], det: Instances) -> torch.Tensor:
@@ -328,9 +326,7 @@ class SipMask(SipMaskParts, FrameModel):
     def inference(self, image: torch.Tensor, output_size: tuple[int, int]) -> Instances:
         """Detections on the input with masks at ``output_size`` (and, with re-scoring,
         ``box_scores``; ``scores`` re-scored)."""
-        head, bases, _ = split_frame_outputs(
-            self.graphs()["frame"](image), len(self.fcos.strides)
-        )
+        head, bases, _ = split_frame_outputs(self.graphs()["frame"](image), len(self.fcos.strides))
         if self.rescoring is not None:
             self.rescoring.check_map_size(*bases.shape[-2:])
         in_size = tuple(image.shape[-2:])
